@@ -1,0 +1,265 @@
+"""Region files (config/regions/<code>.yaml) → typed, validated objects.
+
+A region file holds only what differs from the defaults; the defaults live in this module, in one place.
+Errors name the file and the path of the faulty value, in plain words.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from rpu import rpu_format
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+REGIONS_DIR = Path(os.environ.get("RPU_REGIONS_DIR", PROJECT_DIR / "config" / "regions"))
+
+TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", "~", ".lock", ".writing")
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["code", "name", "timezone", "establishments"],
+    "properties": {
+        "code": {"type": "string", "pattern": r"^[a-z][a-z0-9_]{1,30}$"},
+        "name": {"type": "string", "minLength": 1},
+        "timezone": {"type": "string", "minLength": 1},
+        "team": {"type": "string", "minLength": 1},
+        "connections": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: {"type": "string", "minLength": 1} for k in ("db", "sftp_intake", "smtp")},
+        },
+        "intake": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "schedule": {"type": "string", "minLength": 1},
+                "base_dir": {"type": "string"},
+                "stable_seconds": {"type": "number", "minimum": 0},
+                "max_file_mb": {"type": "number", "exclusiveMinimum": 0},
+                "temp_suffixes": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "layout": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {k: {"type": "string", "pattern": r"\{finess\}"}
+                                   for k in ("inbox", "archive", "rejected", "ack")},
+                },
+            },
+        },
+        "archive_dir": {"type": "string", "minLength": 1},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 20},
+        "retry_delay_minutes": {"type": "number", "minimum": 0},
+        "alerts": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"ars": {"type": "array", "items": {"type": "string", "pattern": r"^[^@\s]+@[^@\s]+$"}}},
+        },
+        "establishments": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["finess", "name"],
+                "properties": {
+                    "finess": {"type": "string"},
+                    "finess_ej": {"type": "string"},
+                    "name": {"type": "string", "minLength": 1},
+                    "status": {"enum": ["active", "shadow"]},
+                    "contact": {"type": "string", "pattern": r"^[^@\s]+@[^@\s]+$"},
+                },
+            },
+        },
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A region file is invalid; the message names the file and the faulty value."""
+
+
+def finess_is_valid(finess: str) -> bool:
+    """9 characters `[0-9][0-9AB][0-9]{7}`, the 9th a Luhn key (not checked for Corsica's 2A/2B)."""
+    if not isinstance(finess, str) or not re.fullmatch(rpu_format.FINESS_RE, finess):
+        return False
+    if finess[1] in "AB":
+        return True
+    total = 0
+    for i, ch in enumerate(reversed(finess)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def finess_with_key(first8: str) -> str:
+    """Complete 8 digits with their Luhn key (used by the synthetic generator and provisioning)."""
+    for k in range(10):
+        if finess_is_valid(first8 + str(k)):
+            return first8 + str(k)
+    raise ValueError(first8)
+
+
+@dataclass(frozen=True)
+class Establishment:
+    finess: str
+    name: str
+    status: str = "active"
+    finess_ej: str | None = None
+    contact: str | None = None
+
+    @property
+    def identifiers(self) -> frozenset[str]:
+        """The FINESS numbers a file header of this establishment may carry (ET or EJ)."""
+        return frozenset(x for x in (self.finess, self.finess_ej) if x)
+
+
+@dataclass(frozen=True)
+class Layout:
+    inbox: str = "{finess}/inbox"
+    archive: str = "{finess}/archive"
+    rejected: str = "{finess}/rejected"
+    ack: str = "{finess}/ack"
+
+
+@dataclass(frozen=True)
+class Region:
+    code: str
+    name: str
+    timezone: str
+    establishments: tuple[Establishment, ...]
+    team: str
+    db_conn_id: str
+    sftp_intake_conn_id: str
+    smtp_conn_id: str
+    intake_schedule: str = "*/10 * * * *"
+    sftp_base_dir: str = ""
+    layout: Layout = field(default_factory=Layout)
+    stable_seconds: float = 5.0
+    max_file_bytes: int = 512 * 1024 * 1024
+    temp_suffixes: tuple[str, ...] = TEMP_SUFFIXES
+    archive_dir: Path = Path("var/archive")
+    retries: int = 3
+    retry_delay_minutes: float = 5.0
+    ars_emails: tuple[str, ...] = ()
+    source: Path | None = None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def establishment(self, finess: str) -> Establishment | None:
+        """The establishment whose ET or EJ number is `finess`."""
+        for e in self.establishments:
+            if finess in e.identifiers:
+                return e
+        return None
+
+    def remote_dir(self, kind: str, finess: str) -> str:
+        """Path on the intake SFTP server of an establishment's inbox/archive/rejected/ack directory."""
+        rel = getattr(self.layout, kind).format(finess=finess)
+        base = self.sftp_base_dir.rstrip("/")
+        return f"{base}/{rel}" if base else rel
+
+
+def _human_path(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def parse_region(data: object, source: Path | str = "<region>") -> Region:
+    """Validate a decoded region document and build the Region, with defaults filled in."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"{source}: {_human_path(e.path)}: {e.message}" for e in errors]
+        raise ConfigError("invalid region file:\n  " + "\n  ".join(lines))
+    assert isinstance(data, dict)
+    problems = []
+    try:
+        ZoneInfo(data["timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"timezone: unknown time zone {data['timezone']!r} (expected e.g. Europe/Paris)")
+    seen: set[str] = set()
+    for i, e in enumerate(data["establishments"]):
+        for key in ("finess", "finess_ej"):
+            if key in e and not finess_is_valid(e[key]):
+                problems.append(f"establishments[{i}].{key}: {e[key]!r} is not a valid FINESS number "
+                                "(9 characters, the last one a Luhn check digit)")
+        # an EJ may group several sites; a site (ET) is declared once
+        if e["finess"] in seen:
+            problems.append(f"establishments[{i}].finess: {e['finess']!r} is declared twice")
+        seen.add(e["finess"])
+    if problems:
+        raise ConfigError("invalid region file:\n  " + "\n  ".join(f"{source}: {p}" for p in problems))
+
+    code = data["code"]
+    conns = data.get("connections", {})
+    intake = data.get("intake", {})
+    data_dir = Path(os.environ.get("RPU_DATA_DIR", PROJECT_DIR / "var"))
+    return Region(
+        code=code,
+        name=data["name"],
+        timezone=data["timezone"],
+        team=data.get("team", f"rpu-{code}"),
+        establishments=tuple(
+            Establishment(finess=e["finess"], name=e["name"], status=e.get("status", "active"),
+                          finess_ej=e.get("finess_ej"), contact=e.get("contact"))
+            for e in data["establishments"]
+        ),
+        db_conn_id=conns.get("db", f"rpu_{code}_db"),
+        sftp_intake_conn_id=conns.get("sftp_intake", f"rpu_{code}_sftp_intake"),
+        smtp_conn_id=conns.get("smtp", "smtp_default"),
+        intake_schedule=intake.get("schedule", "*/10 * * * *"),
+        sftp_base_dir=intake.get("base_dir", ""),
+        layout=Layout(**intake.get("layout", {})),
+        stable_seconds=float(intake.get("stable_seconds", 5.0)),
+        max_file_bytes=int(float(intake.get("max_file_mb", 512)) * 1024 * 1024),
+        temp_suffixes=tuple(intake.get("temp_suffixes", TEMP_SUFFIXES)),
+        archive_dir=Path(data.get("archive_dir", data_dir / "archive" / code)),
+        retries=data.get("retries", 3),
+        retry_delay_minutes=float(data.get("retry_delay_minutes", 5)),
+        ars_emails=tuple(data.get("alerts", {}).get("ars", ())),
+        source=Path(source) if not isinstance(source, Path) else source,
+    )
+
+
+def load_region(path: Path | str) -> Region:
+    """Read and validate one region file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    region = parse_region(data, path)
+    if path.stem != region.code:
+        raise ConfigError(f"{path}: the file name must be the region code ({region.code}.yaml)")
+    return region
+
+
+def region_files(directory: Path | str | None = None) -> list[Path]:
+    return sorted(Path(directory or REGIONS_DIR).glob("*.yaml"))
+
+
+def load_regions(directory: Path | str | None = None) -> list[Region]:
+    """Every region of the directory; raises on the first invalid file (see region_files for isolation)."""
+    return [load_region(p) for p in region_files(directory)]
+
+
+def get_region(code: str, directory: Path | str | None = None) -> Region:
+    path = Path(directory or REGIONS_DIR) / f"{code}.yaml"
+    if not path.exists():
+        known = ", ".join(p.stem for p in region_files(directory)) or "none"
+        raise ConfigError(f"unknown region {code!r} (no {path}); known regions: {known}")
+    return load_region(path)

@@ -1,0 +1,239 @@
+"""Bytes of an RPU file → header + a stream of raw visits, safely and in constant memory.
+
+Safety: no DTD (a DOCTYPE rejects the file), no entity expansion, no network, a size bound, libxml2's own
+limits kept (no huge_tree). Memory: lxml's iterparse, each PATIENT cleared and detached once read.
+Encodings: the XML declaration is honoured; without one (or when a file declared UTF-8 is not valid
+UTF-8, which real producers do), UTF-8 if the bytes are valid UTF-8, else Windows-1252 with a warning.
+The XSD is checked in the same pass; when it fails, a second pass finds the line and visit at fault.
+"""
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from lxml import etree
+
+from rpu import rpu_format as F
+from rpu.problems import Problem
+
+CHUNK = 1 << 20
+DECL_RE = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']", re.S)
+UTF8_NAMES = {"utf-8", "utf8"}
+# names lxml/libxml2 may not know or that real files misuse; cp1252 is a superset for printable text
+ENCODING_ALIASES = {"ascii": "windows-1252", "us-ascii": "windows-1252", "latin1": "iso-8859-1",
+                    "latin-1": "iso-8859-1", "cp1252": "windows-1252"}
+
+
+class FileRejected(Exception):
+    """A file-level problem: the whole file is rejected."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+@dataclass
+class Header:
+    finess: str = ""
+    ordre: str = ""
+    extract: str = ""
+    datedebut: str = ""
+    datefin: str = ""
+    line: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RawVisit:
+    """One PATIENT as read: item → stripped text ('' when empty or absent)."""
+    idx: int                  # 1-based position of the visit in the file
+    line: int                 # line of <PATIENT> in the file
+    items: dict[str, str]
+    da: list[str]
+    actes: list[str]
+    extra: dict[str, str]     # regional elements, kept raw (text, or XML when they have children)
+
+
+def sniff_encoding(path: Path) -> tuple[str, str | None]:
+    """(encoding to parse with, warning or None). Reads the file once only when validity must be known."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8", None
+    m = DECL_RE.match(head)
+    declared = m.group(1).decode("ascii").lower() if m else None
+    if declared and declared not in UTF8_NAMES:
+        return ENCODING_ALIASES.get(declared, declared), None
+    if _is_valid_utf8(path):
+        return "utf-8", None
+    what = "déclaré UTF-8" if declared else "sans déclaration d'encodage"
+    return "windows-1252", (f"fichier {what} mais contenant des octets invalides en UTF-8 : "
+                            "lu en Windows-1252")
+
+
+def _is_valid_utf8(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _check_prologue(path: Path, encoding: str) -> None:
+    """Reject DOCTYPE (entity tricks live there); cheap: only the bytes before the root element."""
+    with open(path, "rb") as fh:
+        head = fh.read(64 * 1024)
+    text = head.decode(encoding if encoding != "utf-16" else "utf-16", errors="replace")
+    root_at = re.search(r"<[A-Za-z_]", text)
+    prologue = text[: root_at.start()] if root_at else text
+    if "<!DOCTYPE" in prologue.upper():
+        raise FileRejected(Problem("DOCTYPE_FORBIDDEN", "le fichier contient une déclaration DOCTYPE, "
+                                   "interdite (risque d'entités externes) : supprimez-la", line=1))
+
+
+def _text(el) -> str:
+    t = el.text
+    return t.strip() if t else ""
+
+
+def _raw(el) -> str:
+    if len(el):
+        return etree.tostring(el, encoding="unicode", with_tail=False)
+    return _text(el)
+
+
+class RpuReader:
+    """Iterate the visits of a file; `header` is set once the ETABLISSEMENT block has been read.
+
+    `with_schema=False` skips the XSD (used by the benchmark's parse-only measure)."""
+
+    def __init__(self, path: Path | str, *, max_bytes: int | None = None, with_schema: bool = True):
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.with_schema = with_schema
+        self.header: Header | None = None
+        self.warnings: list[Problem] = []
+        self.visits_read = 0
+
+    def visits(self) -> Iterator[RawVisit]:
+        """Stream the visits; raises FileRejected on a file-level problem (possibly after some visits)."""
+        size = self.path.stat().st_size
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise FileRejected(Problem("FILE_TOO_LARGE", f"fichier de {size / 1e6:.0f} Mo, au-delà de la limite "
+                                       f"de {self.max_bytes / 1e6:.0f} Mo"))
+        if size == 0:
+            raise FileRejected(Problem("NOT_WELL_FORMED", "fichier vide"))
+        encoding, warning = sniff_encoding(self.path)
+        if warning:
+            self.warnings.append(Problem("ENCODING", warning))
+        _check_prologue(self.path, encoding)
+        from rpu.xsd import schema
+
+        kwargs = dict(events=("end",), resolve_entities=False, no_network=True, load_dtd=False,
+                      remove_comments=True, remove_pis=True, encoding=encoding)
+        if self.with_schema:
+            kwargs["schema"] = schema()
+        it = etree.iterparse(str(self.path), **kwargs)
+        idx = 0
+        items_known = F.SIMPLE_ITEMS
+        list_items = F.LIST_ITEMS
+        try:
+            for _, el in it:
+                tag = el.tag
+                if tag == F.PATIENT:
+                    idx += 1
+                    if self.header is None:
+                        raise FileRejected(Problem(
+                            "SCHEMA", "le bloc ETABLISSEMENT doit précéder les PASSAGES", line=el.sourceline))
+                    items: dict[str, str] = {}
+                    da: list[str] = []
+                    actes: list[str] = []
+                    extra: dict[str, str] = {}
+                    for child in el:
+                        ctag = child.tag
+                        if ctag in list_items:
+                            target = da if ctag == "LISTE_DA" else actes
+                            for sub in child:
+                                v = _text(sub)
+                                if v:
+                                    target.append(v)
+                        elif ctag in items_known:
+                            items[ctag] = _text(child)
+                        elif isinstance(ctag, str):
+                            extra[ctag] = _raw(child)
+                    yield RawVisit(idx, el.sourceline or 0, items, da, actes, extra)
+                    el.clear()
+                    parent = el.getparent()
+                    # detach what was read so the tree does not grow (constant memory)
+                    while el.getprevious() is not None:
+                        del parent[0]
+                elif tag == F.PASSAGES:
+                    # files with one PASSAGES per PATIENT: drop the emptied wrappers too
+                    el.clear()
+                    prev = el.getprevious()
+                    while prev is not None and prev.tag == F.PASSAGES:
+                        el.getparent().remove(prev)
+                        prev = el.getprevious()
+                elif tag == F.HEADER:
+                    self.header = self._header(el)
+            self.visits_read = idx
+        except etree.XMLSyntaxError as exc:
+            raise FileRejected(self._locate(exc, it, idx)) from None
+        if self.header is None:
+            raise FileRejected(Problem("SCHEMA", "bloc ETABLISSEMENT absent"))
+
+    @staticmethod
+    def _header(el) -> Header:
+        h = Header(line=el.sourceline or 0)
+        for child in el:
+            if not isinstance(child.tag, str):
+                continue
+            if child.tag in F.HEADER_ITEMS:
+                setattr(h, child.tag.lower(), _text(child))
+            else:
+                h.extra[child.tag] = _raw(child)
+        return h
+
+    def _locate(self, exc: etree.XMLSyntaxError, it, idx: int) -> Problem:
+        """Turn a libxml2 error into a Problem naming the line and, when inside one, the visit."""
+        entries = list(getattr(it, "error_log", []) or []) or list(exc.error_log)
+        schema_errors = [e for e in entries if e.domain_name == "SCHEMASV"]
+        parser_errors = [e for e in entries if e.domain_name != "SCHEMASV"]
+        if parser_errors or not schema_errors:
+            first = parser_errors[0] if parser_errors else None
+            line = (first.line if first else 0) or exc.lineno
+            msg = first.message if first else (exc.msg or str(exc)).split(" (")[0]
+            return Problem("NOT_WELL_FORMED", f"XML mal formé : {msg}", line=line or None,
+                           visit=(idx + 1) if idx else None)
+        # The streaming validator gives no line number: find it with a second, element-by-element pass.
+        return self._schema_problem(schema_errors[0].message)
+
+    def _schema_problem(self, first_message: str) -> Problem:
+        from rpu.xsd import schema
+
+        sch = schema()
+        encoding, _ = sniff_encoding(self.path)
+        idx = 0
+        it = etree.iterparse(str(self.path), events=("end",), resolve_entities=False, no_network=True,
+                             load_dtd=False, encoding=encoding, tag=(F.PATIENT, F.HEADER))
+        try:
+            for _, el in it:
+                if el.tag == F.PATIENT:
+                    idx += 1
+                if not sch.validate(el):
+                    err = sch.error_log[0]
+                    where = f"passage n°{idx}" if el.tag == F.PATIENT else "en-tête ETABLISSEMENT"
+                    return Problem("SCHEMA", f"non conforme au schéma RPU ({where}) : {err.message}",
+                                   line=el.sourceline, visit=idx if el.tag == F.PATIENT else None)
+                if el.tag == F.PATIENT:
+                    el.clear()
+        except etree.XMLSyntaxError as exc:
+            return self._locate(exc, it, idx)
+        return Problem("SCHEMA", f"non conforme au schéma RPU : {first_message}")

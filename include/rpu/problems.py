@@ -1,0 +1,71 @@
+"""Every rule the concentrator applies, named once, with the words a hospital's IT team reads.
+
+A Problem is a value (rule, message, line, visit), never a string assembled elsewhere. File rules reject the
+whole file; visit rules reject one visit; quality rules only flag the stored visit (FEDORU).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+FILE, VISIT, QUALITY, WARNING = "file", "visit", "quality", "warning"
+
+# rule → (level, description in French, shown in receipts, reports and docs)
+RULES: dict[str, tuple[str, str]] = {
+    "FILE_TOO_LARGE": (FILE, "fichier au-delà de la taille maximale acceptée"),
+    "NOT_WELL_FORMED": (FILE, "XML mal formé (balise non fermée, caractère interdit, fichier tronqué…)"),
+    "DOCTYPE_FORBIDDEN": (FILE, "déclaration DOCTYPE interdite"),
+    "SCHEMA": (FILE, "structure non conforme au schéma RPU 2006"),
+    "FINESS_MISSING": (FILE, "FINESS absent de l'en-tête"),
+    "FINESS_UNKNOWN": (FILE, "FINESS non déclaré dans la région"),
+    "FINESS_NOT_SENDER": (FILE, "FINESS d'un autre établissement que celui du dépôt"),
+    "EXTRACT_MISSING": (FILE, "date d'extraction (EXTRACT) absente ou illisible"),
+    "ENTREE_MISSING": (VISIT, "date d'entrée (ENTREE) absente"),
+    "ENTREE_INVALID": (VISIT, "date d'entrée (ENTREE) illisible (attendu JJ/MM/AAAA HH:MM)"),
+    "ENTREE_OUTSIDE_PERIOD": (VISIT, "date d'entrée hors de la période DATEDEBUT–DATEFIN du fichier"),
+    "ENCODING": (WARNING, "encodage corrigé à la lecture"),
+    "PERIOD_INVALID": (WARNING, "DATEDEBUT/DATEFIN illisible : période déduite des dates d'entrée"),
+    "NO_VISIT": (WARNING, "fichier sans aucun passage : la période est vidée"),
+    "ORDRE_INVALID": (WARNING, "ORDRE illisible : 0 retenu"),
+    "CP_FORMAT": (QUALITY, "code postal mal formé (5 caractères, 2A/2B, XX999, 99XXX, 99999)"),
+    "NAISSANCE_INVALID": (QUALITY, "date de naissance illisible"),
+    "AGE_RANGE": (QUALITY, "âge hors de 0–120 ans"),
+    "SORTIE_INVALID": (QUALITY, "date de sortie illisible"),
+    "DURATION_NEGATIVE": (QUALITY, "sortie avant ou à l'heure de l'entrée"),
+    "DURATION_TOO_LONG": (QUALITY, "durée de passage supérieure à 72 heures"),
+    "PROVENANCE_INCOHERENT": (QUALITY, "PROVENANCE incohérente avec MODE_ENTREE"),
+    "DESTINATION_INCOHERENT": (QUALITY, "DESTINATION incohérente avec MODE_SORTIE"),
+    "ORIENT_INCOHERENT": (QUALITY, "ORIENT incohérente avec MODE_SORTIE"),
+    "DP_FORMAT": (QUALITY, "diagnostic principal hors format CIM-10"),
+    "DA_FORMAT": (QUALITY, "diagnostic associé hors format CIM-10"),
+    "ACTE_FORMAT": (QUALITY, "acte hors format CCAM"),
+}
+for _item in ("SEXE", "MODE_ENTREE", "PROVENANCE", "TRANSPORT", "TRANSPORT_PEC", "GRAVITE", "MODE_SORTIE",
+              "DESTINATION", "ORIENT"):
+    RULES[f"{_item}_DOMAIN"] = (QUALITY, f"valeur de {_item} hors nomenclature")
+
+
+@dataclass(frozen=True)
+class Problem:
+    rule: str
+    message: str
+    line: int | None = None
+    visit: int | None = None   # 1-based index of the visit (PATIENT) in the file
+
+    def __post_init__(self):
+        if self.rule not in RULES:
+            raise ValueError(f"unknown rule {self.rule}")
+
+    @property
+    def level(self) -> str:
+        return RULES[self.rule][0]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = []
+        if self.line:
+            where.append(f"ligne {self.line}")
+        if self.visit:
+            where.append(f"passage n°{self.visit}")
+        return f"[{self.rule}] {', '.join(where) + ' : ' if where else ''}{self.message}"

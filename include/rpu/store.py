@@ -1,0 +1,278 @@
+"""The regional PostgreSQL database: migrations, the COPY loader and the cancel-and-replace rule.
+
+All SQL lives in include/sql (migrations/NNN_name.sql, queries/name.sql); this module runs it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from contextlib import contextmanager
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+LOCK_MIGRATE = 815_2006  # advisory lock id: one migrator at a time
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@lru_cache(maxsize=None)
+def query(name: str) -> str:
+    """The text of include/sql/queries/<name>.sql."""
+    return (SQL_DIR / "queries" / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def connect(db_url: str, **kw):
+    import psycopg
+
+    return psycopg.connect(db_url, **kw)
+
+
+@contextmanager
+def connection(db_url: str) -> Iterator:
+    conn = connect(db_url)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def migrations() -> list[tuple[int, str, Path]]:
+    out = []
+    for p in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        m = MIGRATION_RE.match(p.name)
+        if not m:
+            raise MigrationError(f"{p}: migration files are named NNN_name.sql")
+        out.append((int(m.group(1)), m.group(2), p))
+    return out
+
+
+def migrate(db_url: str) -> list[str]:
+    """Apply the migrations not yet applied, each in its own transaction; returns their names."""
+    applied_now = []
+    with connection(db_url) as conn:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_MIGRATE,))
+        try:
+            conn.execute("""CREATE TABLE IF NOT EXISTS schema_migration (
+                version integer PRIMARY KEY, name text NOT NULL, checksum char(64) NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())""")
+            conn.commit()
+            done = {v: c for v, c in conn.execute("SELECT version, checksum FROM schema_migration")}
+            conn.commit()
+            for version, name, path in migrations():
+                text = path.read_text(encoding="utf-8")
+                checksum = hashlib.sha256(text.encode()).hexdigest()
+                if version in done:
+                    if done[version].strip() != checksum:
+                        raise MigrationError(f"migration {path.name} was changed after being applied: "
+                                             "write a new migration instead")
+                    continue
+                with conn.transaction():
+                    conn.execute(text)
+                    conn.execute("INSERT INTO schema_migration (version, name, checksum) VALUES (%s, %s, %s)",
+                                 (version, name, checksum))
+                applied_now.append(path.name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_MIGRATE,))
+            conn.commit()
+    return applied_now
+
+
+# --- COPY text rendering ------------------------------------------------------------------------------------
+# Rows are rendered to PostgreSQL's COPY text format by hand: it is several times faster than per-value
+# adaptation and lets the loader write large chunks.
+
+_ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_ARR_ESC = str.maketrans({"\\": "\\\\", '"': '\\"'})
+NULL = "\\N"
+
+
+def _text(v) -> str:
+    return v.translate(_ESC) if v else NULL
+
+
+def _array(values: list[str]) -> str:
+    if not values:
+        return "{}"
+    return ("{" + ",".join('"' + v.translate(_ARR_ESC) + '"' for v in values) + "}").translate(_ESC)
+
+
+def _json(d: dict) -> str:
+    return json.dumps(d, ensure_ascii=False).translate(_ESC) if d else "{}"
+
+
+def _date(d: date | None) -> str:
+    return d.isoformat() if d else NULL
+
+
+def _ts(t: datetime | None) -> str:
+    return t.isoformat(sep=" ") if t else NULL
+
+
+# Stage columns: the checked visit (rpu.checks.VISIT_COLUMNS) then the rejection fields.
+STAGE_COLUMNS = (
+    "idx", "line", "entry_date", "cp", "commune", "naissance", "sexe", "entree", "mode_entree", "provenance",
+    "transport", "transport_pec", "motif", "gravite", "dp", "da", "actes", "sortie", "mode_sortie",
+    "destination", "orient", "extra", "raw_invalid", "flags", "reject_rule", "reject_message", "raw",
+)
+_VISIT_TAIL = "\t\\N\t\\N\t\\N\n"
+
+
+def render_visit(r: tuple) -> str:
+    """One checked visit row (rpu.checks.check_visit) as a line of COPY text."""
+    return "\t".join((
+        str(r[0]), str(r[1]), r[2].isoformat(), _text(r[3]), _text(r[4]), _date(r[5]), _text(r[6]),
+        r[7].isoformat(sep=" "), _text(r[8]), _text(r[9]), _text(r[10]), _text(r[11]), _text(r[12]),
+        _text(r[13]), _text(r[14]), _array(r[15]), _array(r[16]), _ts(r[17]), _text(r[18]), _text(r[19]),
+        _text(r[20]), _json(r[21]), _json(r[22]), _array(r[23]),
+    )) + _VISIT_TAIL
+
+
+def render_rejected(raw, problem) -> str:
+    """A rejected visit: position, rule and the raw items, the visit columns left empty."""
+    payload = dict(raw.items)
+    if raw.da:
+        payload["LISTE_DA"] = raw.da
+    if raw.actes:
+        payload["LISTE_ACTES"] = raw.actes
+    if raw.extra:
+        payload.update(raw.extra)
+    return "\t".join([str(raw.idx), str(raw.line or 0)] + [NULL] * 22 + [
+        _text(problem.rule), _text(problem.message), json.dumps(payload, ensure_ascii=False).translate(_ESC)]) + "\n"
+
+
+class CopySink:
+    """rpu.checks.VisitSink that streams rows into an open COPY, in large chunks."""
+
+    FLUSH_AT = 1 << 20
+
+    def __init__(self, copy):
+        self.copy = copy
+        self.buf: list[str] = []
+        self.size = 0
+
+    def _add(self, line: str) -> None:
+        self.buf.append(line)
+        self.size += len(line)
+        if self.size >= self.FLUSH_AT:
+            self.flush()
+
+    def visit(self, row: tuple) -> None:
+        self._add(render_visit(row))
+
+    def rejected(self, raw, problem) -> None:
+        self._add(render_rejected(raw, problem))
+
+    def flush(self) -> None:
+        if self.buf:
+            self.copy.write("".join(self.buf).encode("utf-8"))
+            self.buf.clear()
+            self.size = 0
+
+
+def create_stage(conn) -> None:
+    conn.execute(query("create_stage"))
+
+
+def copy_stage(conn):
+    """Context manager: a COPY into the stage table."""
+    return conn.cursor().copy(f"COPY stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN")
+
+
+def statements(name: str) -> list[str]:
+    """The statements of a query file holding several (separated by `;` at the end of a line)."""
+    return [s.strip() for s in re.split(r";\s*\n", query(name)) if s.strip() and not
+            all(line.strip().startswith("--") or not line.strip() for line in s.splitlines())]
+
+
+class LoadOutcome:
+    """What a load did: the file's status, its id, the days it applied and those it left to newer data."""
+
+    def __init__(self, status: str, file_id: int, report, applied=(), kept=(), duplicate_of=None):
+        self.status = status
+        self.file_id = file_id
+        self.report = report
+        self.applied = list(applied)
+        self.kept = list(kept)
+        self.duplicate_of = duplicate_of
+
+
+def _file_params(report, *, name, sha256, size, sender, status, archive_path, remote_path, received_at,
+                 duplicate_of=None, loaded=0) -> dict:
+    from psycopg.types.json import Jsonb
+
+    d = report.as_dict() if report is not None else {}
+    return dict(
+        file_name=name, sha256=sha256, size_bytes=size, sender=sender,
+        finess=getattr(report, "finess", None), etab=getattr(report, "etab", None),
+        ordre=getattr(report, "ordre", None), extract=getattr(report, "extract", None),
+        period_start=getattr(report, "period_start", None), period_end=getattr(report, "period_end", None),
+        status=status, duplicate_of=duplicate_of,
+        visits_total=d.get("visits", 0), visits_loaded=loaded, visits_rejected=d.get("visits_rejected", 0),
+        visits_flagged=d.get("visits_flagged", 0), errors=Jsonb(d.get("errors", [])),
+        warnings=Jsonb(d.get("warnings", [])), flags=Jsonb(d.get("flags", {})), per_day=Jsonb(d.get("per_day", {})),
+        received_at=received_at, archive_path=str(archive_path) if archive_path else None, remote_path=remote_path,
+    )
+
+
+def find_duplicate(conn, sha256: str):
+    return conn.execute(query("find_duplicate"), {"sha256": sha256}).fetchone()
+
+
+def load_file(conn, path: Path, *, region, sender: str | None, name: str, sha256: str, size: int,
+              archive_path=None, remote_path=None, received_at=None) -> LoadOutcome:
+    """Check and load one file in ONE transaction: COPY into a stage, then cancel-and-replace per day.
+
+    A crash at any point rolls everything back (the previous data stays); the same content already processed
+    is recorded as a duplicate and changes nothing."""
+    from rpu.checks import check_file
+
+    common = dict(name=name, sha256=sha256, size=size, sender=sender, archive_path=archive_path,
+                  remote_path=remote_path, received_at=received_at)
+    with conn.transaction():
+        dup = find_duplicate(conn, sha256)
+        if dup:
+            fid = conn.execute(query("insert_received_file"), _file_params(
+                None, status="duplicate", duplicate_of=dup[0], **common)).fetchone()[0]
+            return LoadOutcome("duplicate", fid, None, duplicate_of=dup[0])
+        create_stage(conn)
+        with copy_stage(conn) as copy:
+            sink = CopySink(copy)
+            report = check_file(path, region, sender, sink, name=name)
+            sink.flush()
+        if not report.accepted:
+            # nothing of a rejected file is stored but its record and reasons (the stage is dropped)
+            conn.execute("TRUNCATE stage")
+            fid = conn.execute(query("insert_received_file"), _file_params(
+                report, status="rejected", **common)).fetchone()[0]
+            return LoadOutcome("rejected", fid, report)
+        # one load at a time per establishment; re-check duplicates under the lock (same file twice at once)
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('rpu-etab:' || %s))", (report.etab,))
+        dup = find_duplicate(conn, sha256)
+        if dup:
+            fid = conn.execute(query("insert_received_file"), _file_params(
+                None, status="duplicate", duplicate_of=dup[0], **common)).fetchone()[0]
+            return LoadOutcome("duplicate", fid, None, duplicate_of=dup[0])
+        fid = conn.execute(query("insert_received_file"), _file_params(
+            report, status="accepted", **common)).fetchone()[0]
+        applied, kept = [], []
+        if report.period_start is not None:
+            applied, kept = conn.execute(query("replace_period"), dict(
+                file_id=fid, etab=report.etab, ordre=report.ordre, extract=report.extract,
+                period_start=report.period_start, period_end=report.period_end)).fetchone()
+        params = dict(file_id=fid, etab=report.etab, ordre=report.ordre, applied=applied)
+        loaded = 0
+        for i, stmt in enumerate(statements("apply_stage")):
+            cur = conn.execute(stmt, params)
+            if i == 1:
+                loaded = cur.rowcount
+        conn.execute(query("finish_received_file"), dict(loaded=loaded, applied=applied, kept=kept, file_id=fid))
+        return LoadOutcome("accepted", fid, report, applied, kept)
