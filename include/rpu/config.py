@@ -16,7 +16,12 @@ import yaml
 from rpu import rpu_format
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-REGIONS_DIR = Path(os.environ.get("RPU_REGIONS_DIR", PROJECT_DIR / "config" / "regions"))
+
+
+def regions_dir() -> Path:
+    """Where region files are read: $RPU_REGIONS_DIR, else config/regions of the project."""
+    return Path(os.environ.get("RPU_REGIONS_DIR") or PROJECT_DIR / "config" / "regions")
+
 
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", "~", ".lock", ".writing")
 
@@ -249,7 +254,7 @@ def load_region(path: Path | str) -> Region:
 
 
 def region_files(directory: Path | str | None = None) -> list[Path]:
-    return sorted(Path(directory or REGIONS_DIR).glob("*.yaml"))
+    return sorted(Path(directory or regions_dir()).glob("*.yaml"))
 
 
 def load_regions(directory: Path | str | None = None) -> list[Region]:
@@ -258,7 +263,7 @@ def load_regions(directory: Path | str | None = None) -> list[Region]:
 
 
 def get_region(code: str, directory: Path | str | None = None) -> Region:
-    path = Path(directory or REGIONS_DIR) / f"{code}.yaml"
+    path = Path(directory or regions_dir()) / f"{code}.yaml"
     if not path.exists():
         known = ", ".join(p.stem for p in region_files(directory)) or "none"
         raise ConfigError(f"unknown region {code!r} (no {path}); known regions: {known}")
