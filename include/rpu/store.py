@@ -30,8 +30,10 @@ def query(name: str) -> str:
 
 
 def connect(db_url: str, **kw):
+    """A connection in autocommit mode: every unit of work is an explicit `with conn.transaction()`."""
     import psycopg
 
+    kw.setdefault("autocommit", True)
     return psycopg.connect(db_url, **kw)
 
 
@@ -233,8 +235,13 @@ def load_file(conn, path: Path, *, region, sender: str | None, name: str, sha256
 
     A crash at any point rolls everything back (the previous data stays); the same content already processed
     is recorded as a duplicate and changes nothing."""
+    from psycopg.pq import TransactionStatus
+
     from rpu.checks import check_file
 
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        # inside a caller's transaction our block would only be a savepoint: refuse rather than half-commit
+        raise RuntimeError("load_file needs a connection outside any transaction (autocommit mode)")
     common = dict(name=name, sha256=sha256, size=size, sender=sender, archive_path=archive_path,
                   remote_path=remote_path, received_at=received_at)
     with conn.transaction():

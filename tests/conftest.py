@@ -1,0 +1,53 @@
+"""Shared pytest fixtures: real local PostgreSQL, SFTP and SMTP services."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rpu.localservices import PostgresServer, SftpServer, SmtpSink
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A running throw-away PostgreSQL cluster for the whole session."""
+    # Not tmp_path_factory: pytest resets /tmp/pytest-of-<user> to 0700 whenever a session
+    # starts, which would lock the postgres user out of a cluster another session is using.
+    base = Path(tempfile.mkdtemp(prefix="rpu-test-pg-"))
+    server = PostgresServer(base)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_db(pg_server: PostgresServer) -> Iterator[str]:
+    """URL of a brand-new, uniquely named database, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    url = pg_server.create_database(name)
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer]:
+    """A running SFTP server with no accounts yet (tests call add_user with their own chroot)."""
+    with SftpServer(tmp_path_factory.mktemp("sftp")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A running SMTP sink; tests should clear() it or filter by recipient."""
+    with SmtpSink() as sink:
+        yield sink
