@@ -105,6 +105,11 @@ def check_header(h: Header, region: Region | None, sender: str | None) -> tuple[
             raise FileRejected(Problem("FINESS_UNKNOWN", f"le FINESS {h.finess} n'est pas déclaré dans la région "
                                        f"{region.name} : contactez l'ARS ou l'ORU", line=line))
         etab = est.finess
+        sites = region.establishments_of(h.finess)
+        if sender is None and len(sites) > 1:
+            raise FileRejected(Problem(
+                "FINESS_NOT_SENDER", f"le FINESS {h.finess} est celui de l'entité juridique de plusieurs sites ("
+                + ", ".join(e.finess for e in sites) + ") : indiquez le site déposant (--sender)", line=line))
         if sender is not None:
             own = region.establishment(sender)
             if own is None or h.finess not in own.identifiers:
@@ -255,6 +260,8 @@ def check_file(path: Path | str, region: Region | None = None, sender: str | Non
         if report.per_day:
             report.period_start = report.period_start or min(report.per_day)
             report.period_end = report.period_end or max(report.per_day)
+    else:
+        report.per_day.clear()   # "accepted visits per entry date": none in a rejected file
     return report
 
 

@@ -161,11 +161,14 @@ class Region:
         return ZoneInfo(self.timezone)
 
     def establishment(self, finess: str) -> Establishment | None:
-        """The establishment whose ET or EJ number is `finess`."""
-        for e in self.establishments:
-            if finess in e.identifiers:
-                return e
-        return None
+        """The establishment whose ET number is `finess`, else the first whose EJ number it is."""
+        found = self.establishments_of(finess)
+        return found[0] if found else None
+
+    def establishments_of(self, finess: str) -> list[Establishment]:
+        """Every establishment `finess` may designate: its site (ET), or all the sites of a legal entity (EJ)."""
+        sites = [e for e in self.establishments if e.finess == finess]
+        return sites or [e for e in self.establishments if e.finess_ej == finess]
 
     def remote_dir(self, kind: str, finess: str) -> str:
         """Path on the intake SFTP server of an establishment's inbox/archive/rejected/ack directory."""
@@ -194,7 +197,7 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
     problems = []
     try:
         ZoneInfo(data["timezone"])
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory ("Europe")
         problems.append(f"timezone: unknown time zone {data['timezone']!r} (expected e.g. Europe/Paris)")
     seen: set[str] = set()
     for i, e in enumerate(data["establishments"]):
@@ -206,6 +209,10 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
         if e["finess"] in seen:
             problems.append(f"establishments[{i}].finess: {e['finess']!r} is declared twice")
         seen.add(e["finess"])
+    for i, e in enumerate(data["establishments"]):
+        if e.get("finess_ej") in seen:
+            problems.append(f"establishments[{i}].finess_ej: {e['finess_ej']!r} is the site (ET) number of an "
+                            "establishment: an EJ number cannot also be an ET number")
     if problems:
         raise ConfigError("invalid region file:\n  " + "\n  ".join(f"{source}: {p}" for p in problems))
 

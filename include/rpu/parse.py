@@ -23,8 +23,10 @@ CHUNK = 1 << 20
 DECL_RE = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']", re.S)
 UTF8_NAMES = {"utf-8", "utf8"}
 # names lxml/libxml2 may not know or that real files misuse; cp1252 is a superset for printable text
-ENCODING_ALIASES = {"ascii": "windows-1252", "us-ascii": "windows-1252", "latin1": "iso-8859-1",
-                    "latin-1": "iso-8859-1", "cp1252": "windows-1252"}
+# (as browsers do, WHATWG encoding standard: files labelled Latin-1 or ASCII hold Windows-1252 bytes in practice)
+ENCODING_ALIASES = {"ascii": "windows-1252", "us-ascii": "windows-1252", "latin1": "windows-1252",
+                    "latin-1": "windows-1252", "iso-8859-1": "windows-1252", "iso8859-1": "windows-1252",
+                    "cp1252": "windows-1252"}
 
 
 class FileRejected(Exception):
@@ -86,16 +88,23 @@ def _is_valid_utf8(path: Path) -> bool:
     return True
 
 
+def _doctype_forbidden() -> FileRejected:
+    return FileRejected(Problem("DOCTYPE_FORBIDDEN", "le fichier contient une déclaration DOCTYPE, "
+                                "interdite (risque d'entités externes) : supprimez-la", line=1))
+
+
 def _check_prologue(path: Path, encoding: str) -> None:
-    """Reject DOCTYPE (entity tricks live there); cheap: only the bytes before the root element."""
+    """Reject DOCTYPE (entity tricks live there); cheap: only the bytes before the root element.
+
+    A prologue longer than what is read here (a DOCTYPE after 64 KiB of comments) is caught by the reader
+    on the ETABLISSEMENT block, from the parsed document's doctype."""
     with open(path, "rb") as fh:
         head = fh.read(64 * 1024)
     text = head.decode(encoding if encoding != "utf-16" else "utf-16", errors="replace")
     root_at = re.search(r"<[A-Za-z_]", text)
     prologue = text[: root_at.start()] if root_at else text
     if "<!DOCTYPE" in prologue.upper():
-        raise FileRejected(Problem("DOCTYPE_FORBIDDEN", "le fichier contient une déclaration DOCTYPE, "
-                                   "interdite (risque d'entités externes) : supprimez-la", line=1))
+        raise _doctype_forbidden()
 
 
 def _text(el) -> str:
@@ -126,11 +135,18 @@ class RpuReader:
         """Stream the visits; raises FileRejected on a file-level problem (possibly after some visits)."""
         size = self.path.stat().st_size
         if self.max_bytes is not None and size > self.max_bytes:
-            raise FileRejected(Problem("FILE_TOO_LARGE", f"fichier de {size / 1e6:.0f} Mo, au-delà de la limite "
-                                       f"de {self.max_bytes / 1e6:.0f} Mo"))
+            mib = 1024 * 1024   # the unit of the region's intake.max_file_mb
+            raise FileRejected(Problem("FILE_TOO_LARGE", f"fichier de {size / mib:.0f} Mo, au-delà de la limite "
+                                       f"de {self.max_bytes / mib:.0f} Mo"))
         if size == 0:
             raise FileRejected(Problem("NOT_WELL_FORMED", "fichier vide"))
         encoding, warning = sniff_encoding(self.path)
+        try:  # a declared encoding neither Python nor libxml2 knows would escape as a LookupError
+            codecs.lookup(encoding)
+            etree.XMLParser(encoding=encoding)
+        except LookupError:
+            raise FileRejected(Problem("NOT_WELL_FORMED", f"encodage déclaré inconnu : {encoding!r}",
+                                       line=1)) from None
         if warning:
             self.warnings.append(Problem("ENCODING", warning))
         _check_prologue(self.path, encoding)
@@ -142,6 +158,7 @@ class RpuReader:
             kwargs["schema"] = schema()
         it = etree.iterparse(str(self.path), **kwargs)
         idx = 0
+        el = None
         items_known = F.SIMPLE_ITEMS
         list_items = F.LIST_ITEMS
         try:
@@ -151,7 +168,8 @@ class RpuReader:
                     idx += 1
                     if self.header is None:
                         raise FileRejected(Problem(
-                            "SCHEMA", "le bloc ETABLISSEMENT doit précéder les PASSAGES", line=el.sourceline))
+                            "SCHEMA", "le bloc ETABLISSEMENT doit précéder les PASSAGES", line=el.sourceline,
+                            visit=idx))
                     items: dict[str, str] = {}
                     da: list[str] = []
                     actes: list[str] = []
@@ -182,7 +200,14 @@ class RpuReader:
                         el.getparent().remove(prev)
                         prev = el.getprevious()
                 elif tag == F.HEADER:
+                    if el.getroottree().docinfo.doctype:
+                        raise _doctype_forbidden()
                     self.header = self._header(el)
+            if el is None or el.getparent() is not None:
+                # The root element was never closed (truncated file), yet libxml2 with a schema plugged in
+                # (and resolve_entities=False) may end the stream without raising: find the error.
+                raise FileRejected(self._schema_problem("document XML incomplet (fichier tronqué ?)",
+                                                        rule="NOT_WELL_FORMED"))
             self.visits_read = idx
         except etree.XMLSyntaxError as exc:
             raise FileRejected(self._locate(exc, it, idx)) from None
@@ -201,11 +226,17 @@ class RpuReader:
                 h.extra[child.tag] = _raw(child)
         return h
 
-    def _locate(self, exc: etree.XMLSyntaxError, it, idx: int) -> Problem:
+    def _locate(self, exc: etree.XMLSyntaxError, it, idx: int, second_pass: bool = False) -> Problem:
         """Turn a libxml2 error into a Problem naming the line and, when inside one, the visit."""
-        entries = list(getattr(it, "error_log", []) or []) or list(exc.error_log)
+        # Only this parse's own log: exc.error_log is a copy of the thread's global log, which holds the errors
+        # of earlier parses too.
+        entries = list(getattr(it, "error_log", []) or [])
         schema_errors = [e for e in entries if e.domain_name == "SCHEMASV"]
         parser_errors = [e for e in entries if e.domain_name != "SCHEMASV"]
+        if not entries and not second_pass:
+            # libxml2 with a schema plugged in loses the parser error ("no element found", no line): find it
+            # again without the schema.
+            return self._schema_problem((exc.msg or str(exc)).split(" (")[0], rule="NOT_WELL_FORMED")
         if parser_errors or not schema_errors:
             first = parser_errors[0] if parser_errors else None
             line = (first.line if first else 0) or exc.lineno
@@ -215,25 +246,54 @@ class RpuReader:
         # The streaming validator gives no line number: find it with a second, element-by-element pass.
         return self._schema_problem(schema_errors[0].message)
 
-    def _schema_problem(self, first_message: str) -> Problem:
+    def _schema_problem(self, first_message: str, rule: str = "SCHEMA") -> Problem:
+        """Second pass, without the streaming validator, to find the line and the visit at fault: each PATIENT and
+        the ETABLISSEMENT block are validated whole once closed; the two upper levels (OSCOUR, PASSAGES) through
+        a skeleton of their children's tags, since iterparse reads ahead and a partly built parent may already
+        hold later content (a foreign element among the PATIENTs, ETABLISSEMENT missing or misplaced)."""
         from rpu.xsd import schema
 
         sch = schema()
         encoding, _ = sniff_encoding(self.path)
         idx = 0
+        root_skel = None
         it = etree.iterparse(str(self.path), events=("end",), resolve_entities=False, no_network=True,
-                             load_dtd=False, encoding=encoding, tag=(F.PATIENT, F.HEADER))
+                             load_dtd=False, encoding=encoding)
         try:
             for _, el in it:
-                if el.tag == F.PATIENT:
+                tag = el.tag
+                parent = el.getparent()
+                if tag == F.PATIENT:
                     idx += 1
-                if not sch.validate(el):
+                target = where = visit = None
+                if tag == F.PATIENT or tag == F.HEADER:
+                    target = el
+                    where, visit = (f"passage n°{idx}", idx) if tag == F.PATIENT else ("en-tête ETABLISSEMENT", None)
+                elif parent is not None and parent.tag == F.PASSAGES and parent.getparent() is not None \
+                        and parent.getparent().getparent() is None:
+                    target = etree.Element(F.PASSAGES)
+                    etree.SubElement(target, tag if isinstance(tag, str) else "_")
+                    where, visit = "PASSAGES", idx + 1
+                if target is not None and not sch.validate(target):
                     err = sch.error_log[0]
-                    where = f"passage n°{idx}" if el.tag == F.PATIENT else "en-tête ETABLISSEMENT"
                     return Problem("SCHEMA", f"non conforme au schéma RPU ({where}) : {err.message}",
-                                   line=el.sourceline, visit=idx if el.tag == F.PATIENT else None)
-                if el.tag == F.PATIENT:
+                                   line=(err.line or el.sourceline) if target is el else el.sourceline, visit=visit)
+                if parent is not None and parent.getparent() is None and isinstance(tag, str):
+                    # a child of the root: its tag joins the skeleton (a run of PASSAGES counts once)
+                    if root_skel is None:
+                        root_skel = etree.Element(parent.tag)
+                    if not (tag == F.PASSAGES and len(root_skel) and root_skel[-1].tag == F.PASSAGES):
+                        etree.SubElement(root_skel, tag)
+                    if not sch.validate(root_skel):
+                        return Problem("SCHEMA", f"non conforme au schéma RPU (structure du fichier) : "
+                                       f"{sch.error_log[0].message}", line=el.sourceline)
+                if tag == F.PATIENT:
+                    el.clear()
+                    while el.getprevious() is not None:   # keep the tree small, as in the first pass
+                        del parent[0]
+                elif tag == F.PASSAGES:
                     el.clear()
         except etree.XMLSyntaxError as exc:
-            return self._locate(exc, it, idx)
-        return Problem("SCHEMA", f"non conforme au schéma RPU : {first_message}")
+            return self._locate(exc, it, idx, second_pass=True)
+        return Problem(rule, f"non conforme au schéma RPU : {first_message}" if rule == "SCHEMA"
+                       else f"XML mal formé : {first_message}")
