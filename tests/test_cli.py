@@ -169,3 +169,31 @@ def test_real_subprocess(good, bad, tmp_path):
     assert missing.returncode == 2
     helped = subprocess.run([str(RPU), "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "usage: rpu" in helped.stdout
+
+
+def test_db_migrate_and_ingest_on_a_real_database(capsys, fresh_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("RPU_DATA_DIR", str(tmp_path / "data"))
+    code, out, _ = run(capsys, "db", "migrate", "--db", fresh_db)
+    assert code == 0 and "001_intake.sql" in out
+    code, out, _ = run(capsys, "db", "migrate", "--db", fresh_db)
+    assert code == 0 and "up to date" in out
+    ok = tmp_path / "ok.xml"
+    ok.write_bytes(rpu_file([visit(), visit(ENTREE="")], finess="990000127"))
+    broken = tmp_path / "broken.xml"
+    broken.write_bytes(rpu_file([visit()], finess="990000127", extract=""))
+    code, out, _ = run(capsys, "ingest", "--region", "demo", "--db", fresh_db, str(ok), str(broken))
+    assert code == 1
+    assert f"{ok}: accepted — 1 visits loaded, 1 rejected" in out
+    assert f"{broken}: rejected" in out and "EXTRACT_MISSING" in out
+    assert list((tmp_path / "data" / "archive" / "demo" / "manual").rglob("ok.xml"))
+
+
+def test_progress_is_reported_while_a_big_file_streams(tmp_path):
+    from rpu.checks import PROGRESS_EVERY, check_file
+
+    n = PROGRESS_EVERY * 2 + 5
+    path = tmp_path / "big.xml"
+    path.write_bytes(rpu_file([visit()] * n))
+    seen = []
+    report = check_file(path, progress=seen.append)
+    assert report.visits == n and seen == [PROGRESS_EVERY, PROGRESS_EVERY]

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from rpu import rpu_format as F
 from rpu.config import Region
@@ -21,6 +21,7 @@ from rpu.problems import Problem
 MAX_DURATION = timedelta(hours=F.MAX_DURATION_HOURS)
 DOMAIN_SETS = {item: frozenset(values) for item, values in F.DOMAINS.items()}
 DOMAIN_RULES = {item: f"{item}_DOMAIN" for item in F.DOMAINS}
+PROGRESS_EVERY = 10_000
 MAX_REPORTED_VISIT_ERRORS = 200   # receipts list this many rejected visits in detail; all are stored
 
 # Column order of a checked visit row (the staging table of include/sql, the COPY writer, the exporters).
@@ -215,8 +216,11 @@ def check_visit(raw: RawVisit, start: date | None, end: date | None) -> tuple[tu
 
 
 def check_file(path: Path | str, region: Region | None = None, sender: str | None = None,
-               sink: VisitSink | None = None, *, name: str | None = None) -> FileReport:
-    """Stream one file through every rule; accepted visits go to `sink` (the loader) as they come."""
+               sink: VisitSink | None = None, *, name: str | None = None,
+               progress: Callable[[int], None] | None = None) -> FileReport:
+    """Stream one file through every rule; accepted visits go to `sink` (the loader) as they come.
+
+    `progress(n)` is called every PROGRESS_EVERY visits (progress bars of the CLI)."""
     path = Path(path)
     report = FileReport(file=name or path.name)
     reader = RpuReader(path, max_bytes=region.max_file_bytes if region else None)
@@ -227,6 +231,8 @@ def check_file(path: Path | str, region: Region | None = None, sender: str | Non
             if hdr is None and header_problem is None:
                 hdr, header_problem = _start(report, reader, region, sender)
             report.visits += 1
+            if progress is not None and report.visits % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
             if header_problem is not None:
                 continue  # read on to the end only to report XML errors too
             row, problem = check_visit(raw, hdr.period_start, hdr.period_end)

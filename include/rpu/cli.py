@@ -63,8 +63,9 @@ def cmd_ingest(args) -> int:
 
     region = get_region(args.region)
     worst = 0
-    for f in tqdm(args.files, desc="ingest", unit="file", disable=None, file=sys.stderr):
-        r = intake.ingest_path(region, args.db, Path(f), sender=args.sender)
+    for f in args.files:
+        with tqdm(desc=Path(f).name, unit=" visits", unit_scale=True, disable=None, file=sys.stderr) as bar:
+            r = intake.ingest_path(region, args.db, Path(f), sender=args.sender, progress=bar.update)
         print(f"{f}: {r['status']} — {r['visits_loaded']} visits loaded, {r['visits_rejected']} rejected, "
               f"{r['visits_flagged']} flagged" + (f", days kept newer: {len(r['days_kept_newer'])}"
                                                    if r["days_kept_newer"] else ""), flush=True)

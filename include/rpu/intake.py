@@ -52,7 +52,7 @@ def archive_copy(region: Region, path: Path, owner: str, name: str, sha256: str)
 
 
 def ingest_path(region: Region, db_url: str, path: Path, *, sender: str | None = None, name: str | None = None,
-                remote_path: str | None = None) -> dict:
+                remote_path: str | None = None, progress=None) -> dict:
     """Archive, check and load one local file; returns the receipt data (see `receipt_data`)."""
     path = Path(path)
     name = name or path.name
@@ -67,7 +67,7 @@ def ingest_path(region: Region, db_url: str, path: Path, *, sender: str | None =
             log.info("%s from %s was already processed (file #%s): completing its delivery", name, sender, file_id)
         else:
             outcome = store.load_file(conn, path, region=region, sender=sender, name=name, sha256=sha256, size=size,
-                                      archive_path=archived, remote_path=remote_path)
+                                      archive_path=archived, remote_path=remote_path, progress=progress)
             file_id = outcome.file_id
         return receipt_data(conn, region, file_id)
 

@@ -230,7 +230,7 @@ def find_duplicate(conn, sha256: str):
 
 
 def load_file(conn, path: Path, *, region, sender: str | None, name: str, sha256: str, size: int,
-              archive_path=None, remote_path=None, received_at=None) -> LoadOutcome:
+              archive_path=None, remote_path=None, received_at=None, progress=None) -> LoadOutcome:
     """Check and load one file in ONE transaction: COPY into a stage, then cancel-and-replace per day.
 
     A crash at any point rolls everything back (the previous data stays); the same content already processed
@@ -253,7 +253,7 @@ def load_file(conn, path: Path, *, region, sender: str | None, name: str, sha256
         create_stage(conn)
         with copy_stage(conn) as copy:
             sink = CopySink(copy)
-            report = check_file(path, region, sender, sink, name=name)
+            report = check_file(path, region, sender, sink, name=name, progress=progress)
             sink.flush()
         if not report.accepted:
             # nothing of a rejected file is stored but its record and reasons (the stage is dropped)
