@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from rpu.config import ConfigError, get_region
+from rpu.geo import GeoTableError
 
 
 def _region(args):
@@ -76,6 +77,71 @@ def cmd_ingest(args) -> int:
     return worst
 
 
+def _date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(x[i]) for x in cells]) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(x) for x in cells])
+
+
+def cmd_export(args) -> int:
+    from rpu import exports, store
+
+    region = get_region(args.region)
+    specs = exports.SPECS[args.recipient](region, args.date)
+    with store.connection(args.db) as conn:
+        done = exports.write_to_dir(conn, region, specs, Path(args.out))
+    for d in done:
+        print(f"{d['file']}: {d['visits']} visits, {d['period_start']} → {d['period_end']}, sha256 {d['sha256'][:16]}…")
+    return 0
+
+
+def cmd_ledger(args) -> int:
+    from rpu import sends
+
+    get_region(args.region)
+    rows = sends.ledger(args.db, recipient=args.recipient, etab=args.finess, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, default=str, ensure_ascii=False, indent=1))
+    else:
+        print(_table(rows, ["prepared_at", "recipient", "kind", "etab", "period_start", "period_end", "file_name",
+                            "visits", "status", "attempts"]))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from rpu import store, transition
+
+    region = get_region(args.region)
+    with store.connection(args.db) as conn:
+        rows = transition.establishments(conn, region, args.date)
+    for r in rows:
+        r["ready_to_switch"] = "READY TO SWITCH" if r["ready_to_switch"] else ""
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+    else:
+        print(_table(rows, ["finess", "name", "status", "last_accepted", "consecutive_days", "ready_to_switch"]))
+    return 0
+
+
+def cmd_geo_load(args) -> int:
+    from rpu import geo, store
+
+    with store.connection(args.db) as conn:
+        n = geo.load(conn, Path(args.file))
+    print(f"pmsi_geo: {n} postal codes loaded from {args.file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rpu", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,6 +169,39 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--sender", metavar="FINESS", help="the depositing establishment (default: the file's FINESS)")
     i.set_defaults(func=cmd_ingest)
 
+    e = sub.add_parser("export", help="write the files a send DAG would send, into a directory (nothing sent)",
+                       description="Build exactly the files the <region>_send_invs / _export_ars / _send_atih DAG "
+                                   "would send for a run on DATE (same code), into OUT.")
+    e.add_argument("recipient", choices=["invs", "ars", "atih"])
+    e.add_argument("--region", required=True)
+    e.add_argument("--db", required=True, metavar="URL")
+    e.add_argument("--date", required=True, type=_date, help="the run's date (YYYY-MM-DD, region's local date)")
+    e.add_argument("--out", required=True, metavar="DIR")
+    e.set_defaults(func=cmd_export)
+
+    led = sub.add_parser("ledger", help="list what was sent (the send ledger)")
+    led.add_argument("--region", required=True)
+    led.add_argument("--db", required=True, metavar="URL")
+    led.add_argument("--recipient", choices=["invs", "ars", "atih"])
+    led.add_argument("--finess")
+    led.add_argument("--limit", type=int, default=200)
+    led.add_argument("--json", action="store_true")
+    led.set_defaults(func=cmd_ledger)
+
+    st = sub.add_parser("status", help="establishments: last accepted file, consecutive days, ready to switch")
+    st.add_argument("--region", required=True)
+    st.add_argument("--db", required=True, metavar="URL")
+    st.add_argument("--date", type=_date, help="reference day (default: today in the region's time zone)")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    g = sub.add_parser("geo", help="postal code → PMSI geographic code table (ATIH anonymisation)")
+    gsub = g.add_subparsers(dest="geo_command", required=True, metavar="ACTION")
+    gl = gsub.add_parser("load", help="replace the table with a CSV file (cp;code_geo)")
+    gl.add_argument("--db", required=True, metavar="URL")
+    gl.add_argument("--file", required=True)
+    gl.set_defaults(func=cmd_geo_load)
+
     from rpu import synth
 
     synth.register(sub)
@@ -114,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, GeoTableError) as exc:
         print(f"rpu: {exc}", file=sys.stderr)
         return 2
 

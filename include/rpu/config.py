@@ -23,6 +23,8 @@ def regions_dir() -> Path:
     return Path(os.environ.get("RPU_REGIONS_DIR") or PROJECT_DIR / "config" / "regions")
 
 
+RECIPIENTS = ("invs", "ars", "atih")
+ATIH_SCHEDULES = {"monthly": "0 6 2 * *", "weekly": "0 6 * * 1"}
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", "~", ".lock", ".writing")
 
 SCHEMA = {
@@ -57,6 +59,32 @@ SCHEMA = {
             },
         },
         "archive_dir": {"type": "string", "minLength": 1},
+        "outbox_dir": {"type": "string", "minLength": 1},
+        "window_days": {"type": "integer", "minimum": 1, "maximum": 31},
+        "recipients": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: {"type": "object", "additionalProperties": False,
+                               "properties": {"conn_id": {"type": "string", "minLength": 1},
+                                              "directory": {"type": "string"}}}
+                           for k in RECIPIENTS},
+        },
+        "schedules": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: {"type": "string", "minLength": 1} for k in ("send_invs", "export_ars", "send_atih")},
+        },
+        "atih": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"frequency": {"enum": ["monthly", "weekly"]},
+                           "geo_table": {"type": "string", "minLength": 1}},
+        },
+        "ars_export": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"identifying": {"type": "boolean"}},
+        },
         "retries": {"type": "integer", "minimum": 0, "maximum": 20},
         "retry_delay_minutes": {"type": "number", "minimum": 0},
         "alerts": {
@@ -135,6 +163,13 @@ class Layout:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    name: str           # invs | ars | atih
+    conn_id: str        # Airflow SFTP connection
+    directory: str      # remote directory ("" = the account's home)
+
+
+@dataclass(frozen=True)
 class Region:
     code: str
     name: str
@@ -154,7 +189,21 @@ class Region:
     retries: int = 3
     retry_delay_minutes: float = 5.0
     ars_emails: tuple[str, ...] = ()
+    outbox_dir: Path = Path("var/outbox")
+    window_days: int = 7
+    recipients: dict[str, Recipient] = field(default_factory=dict)
+    send_invs_schedule: str = "30 5 * * *"
+    export_ars_schedule: str = "0 6 * * *"
+    atih_frequency: str = "monthly"
+    send_atih_schedule: str = ATIH_SCHEDULES["monthly"]
+    geo_table: Path = PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv"
+    ars_identifying: bool = False
     source: Path | None = None
+
+    @property
+    def active(self) -> tuple[Establishment, ...]:
+        """Establishments whose data this concentrator forwards (shadow ones are still forwarded by the old one)."""
+        return tuple(e for e in self.establishments if e.status == "active")
 
     @property
     def tz(self) -> ZoneInfo:
@@ -243,6 +292,18 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
         retries=data.get("retries", 3),
         retry_delay_minutes=float(data.get("retry_delay_minutes", 5)),
         ars_emails=tuple(data.get("alerts", {}).get("ars", ())),
+        outbox_dir=Path(data.get("outbox_dir", data_dir / "outbox" / code)),
+        window_days=data.get("window_days", 7),
+        recipients={
+            name: Recipient(name, r.get("conn_id", f"rpu_{code}_sftp_{name}"), r.get("directory", ""))
+            for name in RECIPIENTS for r in [data.get("recipients", {}).get(name, {})]},
+        send_invs_schedule=data.get("schedules", {}).get("send_invs", "30 5 * * *"),
+        export_ars_schedule=data.get("schedules", {}).get("export_ars", "0 6 * * *"),
+        atih_frequency=data.get("atih", {}).get("frequency", "monthly"),
+        send_atih_schedule=data.get("schedules", {}).get(
+            "send_atih", ATIH_SCHEDULES[data.get("atih", {}).get("frequency", "monthly")]),
+        geo_table=Path(data.get("atih", {}).get("geo_table", PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv")),
+        ars_identifying=data.get("ars_export", {}).get("identifying", False),
         source=Path(source) if not isinstance(source, Path) else source,
     )
 

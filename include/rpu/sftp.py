@@ -60,15 +60,31 @@ class Remote:
     def download(self, path: str, local_path) -> None:
         self.client.get(path, str(local_path))
 
-    def put_bytes(self, path: str, data: bytes) -> None:
-        """Atomic upload: a reader never sees a partial file under the final name."""
+    def _atomic(self, path: str, write) -> None:
+        """A reader never sees a partial file under the final name: write a temporary name, then rename."""
         directory = posixpath.dirname(path)
         if directory:
             self.makedirs(directory)
         tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-        with self.client.open(tmp, "wb") as fh:
-            fh.write(data)
+        write(tmp)
         self.replace(tmp, path)
+
+    def put_bytes(self, path: str, data: bytes) -> None:
+        """Atomic upload of a small content (receipts, manifests)."""
+        def write(tmp):
+            with self.client.open(tmp, "wb") as fh:
+                fh.write(data)
+        self._atomic(path, write)
+
+    def put_file(self, local_path, path: str) -> None:
+        """Atomic upload of a local file (streamed: files of millions of visits do not go through memory)."""
+        self._atomic(path, lambda tmp: self.client.put(str(local_path), tmp, confirm=True))
+
+    def size(self, path: str) -> int | None:
+        try:
+            return self.client.stat(path).st_size
+        except FileNotFoundError:
+            return None
 
     def replace(self, src: str, dst: str) -> None:
         """Rename, replacing dst (posix_rename where the server has it, else remove then rename)."""

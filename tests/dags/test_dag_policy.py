@@ -30,12 +30,16 @@ def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
 
 
-def test_every_region_has_its_intake_dag(dagbag):
-    assert {f"{r.code}_intake" for r in REGIONS} <= set(dagbag.dag_ids)
+def test_every_region_has_its_dag_set(dagbag):
+    assert {f"{r.code}_{kind}" for r in REGIONS for kind in SCHEDULES} <= set(dagbag.dag_ids)
+
+
+SCHEDULES = {"intake": "intake_schedule", "send_invs": "send_invs_schedule", "export_ars": "export_ars_schedule",
+             "send_atih": "send_atih_schedule"}
 
 
 def _all_dags():
-    return [(r, kind) for r in REGIONS for kind in ("intake",)]
+    return [(r, kind) for r in REGIONS for kind in SCHEDULES]
 
 
 @pytest.mark.parametrize("region,kind", _all_dags(), ids=lambda x: getattr(x, "code", x))
@@ -45,9 +49,8 @@ def test_dag_policy(dagbag, region, kind):
     assert dag.dag_id.startswith(f"{region.code}_")
     assert region.code in dag.tags and kind in dag.tags
     assert dag.doc_md and region.name in dag.doc_md
-    if kind == "intake":
-        assert dag.timetable.expression == region.intake_schedule
-        assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == region.timezone
+    assert dag.timetable.expression == getattr(region, SCHEDULES[kind])
+    assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == region.timezone
     assert dag.max_active_runs == 1
     for task in dag.tasks:
         assert task.owner == region.team, task.task_id

@@ -1,0 +1,100 @@
+"""Sending files to recipients, reliably: prepare once into the outbox, record in the send ledger, upload
+atomically, record the outcome.
+
+Idempotence: a slot is (recipient, kind, establishment, period, run id, file name). The first attempt builds
+the file into the outbox and records its sha256; every retry of that slot uploads that very file again —
+never a second, different one. A later run for the same date (a new run id) builds a new file from the data
+stored then: that is how a past date is re-sent with its current content.
+"""
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+from pathlib import Path
+
+from rpu import exports, store
+from rpu.config import Region
+from rpu.exports import FileSpec
+
+log = logging.getLogger(__name__)
+
+
+def _row(cur) -> dict | None:
+    r = cur.fetchone()
+    return dict(zip([c.name for c in cur.description], r)) if r else None
+
+
+def outbox_path(region: Region, spec: FileSpec, run_id: str) -> Path:
+    safe_run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)[:120]
+    return region.outbox_dir / spec.recipient / safe_run / spec.file_name
+
+
+def prepare(conn, region: Region, spec: FileSpec, run_id: str) -> dict:
+    """The ledger entry of the slot, building the file into the outbox the first time only."""
+    slot = spec.slot() | {"run_id": run_id}
+    entry = _row(conn.execute(store.query("ledger_slot"), slot))
+    if entry and Path(entry["local_path"]).exists() and exports.sha256_file(Path(entry["local_path"])) == entry["sha256"]:
+        return entry
+    path = outbox_path(region, spec, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".building")
+    visits = spec.build(conn, tmp)
+    tmp.replace(path)
+    sha = exports.sha256_file(path)
+    if spec.manifest:
+        path.with_name(path.name + ".manifest.json").write_bytes(
+            exports.manifest_bytes(spec, visits, sha, conn, region))
+    with conn.transaction():
+        entry = _row(conn.execute(store.query("ledger_prepare"), slot | {
+            "sha256": sha, "size_bytes": path.stat().st_size, "visits": visits, "local_path": str(path)}))
+    log.info("prepared %s for %s: %s visits", spec.file_name, spec.recipient, visits)
+    return entry
+
+
+def deliver(conn, entry: dict, remote, directory: str) -> dict:
+    """Upload a prepared file (and its manifest) atomically and record it sent (failures: see `send`)."""
+    local = Path(entry["local_path"])
+    target = posixpath.join(directory, entry["file_name"]) if directory else entry["file_name"]
+    if entry["status"] == "sent" and remote.size(target) == entry["size_bytes"]:
+        return entry   # a rerun of a completed slot: already there
+    manifest = local.with_name(local.name + ".manifest.json")
+    if manifest.exists():
+        remote.put_file(manifest, target + ".manifest.json")
+    remote.put_file(local, target)
+    with conn.transaction():
+        entry = _row(conn.execute(store.query("ledger_result"), {"id": entry["id"], "status": "sent", "error": None,
+                                                                 "remote_path": target}))
+    log.info("sent %s (%s visits) to %s:%s", entry["file_name"], entry["visits"], entry["recipient"], target)
+    return entry
+
+
+def send(region: Region, spec: FileSpec, run_id: str, db_url: str, open_remote) -> dict:
+    """Prepare (once) and deliver one file; returns what the DAG shows (no patient data).
+
+    `open_remote()` opens the recipient's SFTP session (a context manager); it is called after the file is
+    prepared and recorded, so an outage leaves a `failed` ledger entry whose retry sends that same file."""
+    with store.connection(db_url) as conn:
+        entry = prepare(conn, region, spec, run_id)
+        try:
+            with open_remote() as remote:
+                entry = deliver(conn, entry, remote, region.recipients[spec.recipient].directory)
+        except Exception as exc:   # outage, refused upload…: recorded, then raised for Airflow to retry
+            with conn.transaction():
+                conn.execute(store.query("ledger_result"), {"id": entry["id"], "status": "failed",
+                                                             "error": f"{type(exc).__name__}: {exc}"[:500],
+                                                             "remote_path": None})
+            raise
+    return summary(entry)
+
+
+def summary(entry: dict) -> dict:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in entry.items()
+            if k in ("recipient", "kind", "etab", "period_start", "period_end", "file_name", "visits", "status",
+                     "sha256", "attempts")}
+
+
+def ledger(db_url: str, *, recipient: str | None = None, etab: str | None = None, limit: int = 200) -> list[dict]:
+    with store.connection(db_url) as conn:
+        cur = conn.execute(store.query("ledger_list"), {"recipient": recipient, "etab": etab, "limit": limit})
+        return [dict(zip([c.name for c in cur.description], r)) for r in cur.fetchall()]
