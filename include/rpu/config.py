@@ -86,6 +86,7 @@ SCHEMA = {
             "properties": {"identifying": {"type": "boolean"}},
         },
         "retries": {"type": "integer", "minimum": 0, "maximum": 20},
+        "sftp_connect_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
         "retry_delay_minutes": {"type": "number", "minimum": 0},
         "alerts": {
             "type": "object",
@@ -188,6 +189,7 @@ class Region:
     archive_dir: Path = Path("var/archive")
     retries: int = 3
     retry_delay_minutes: float = 5.0
+    sftp_connect_attempts: int = 3
     ars_emails: tuple[str, ...] = ()
     outbox_dir: Path = Path("var/outbox")
     window_days: int = 7
@@ -291,6 +293,7 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
         archive_dir=Path(data.get("archive_dir", data_dir / "archive" / code)),
         retries=data.get("retries", 3),
         retry_delay_minutes=float(data.get("retry_delay_minutes", 5)),
+        sftp_connect_attempts=data.get("sftp_connect_attempts", 3),
         ars_emails=tuple(data.get("alerts", {}).get("ars", ())),
         outbox_dir=Path(data.get("outbox_dir", data_dir / "outbox" / code)),
         window_days=data.get("window_days", 7),

@@ -107,10 +107,13 @@ class Remote:
 
 
 @contextmanager
-def open_remote(conn_id: str) -> Iterator[Remote]:
-    """An SFTP session from an Airflow connection (imported here: the package stays Airflow-free)."""
+def open_remote(conn_id: str, attempts: int = 3) -> Iterator[Remote]:
+    """An SFTP session from an Airflow connection (imported here: the package stays Airflow-free).
+
+    `attempts`: connection attempts within one task try (the hook waits 3–5 s between them); Airflow's task
+    retries come on top."""
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
-    hook = SFTPHook(ssh_conn_id=conn_id)
+    hook = SFTPHook(ssh_conn_id=conn_id, conn_retry_attempts=attempts)
     with hook.get_managed_conn() as client:
         yield Remote(client)

@@ -35,6 +35,7 @@ def write_region(directory: Path, base: str = "demo", **overrides) -> Path:
     data.setdefault("intake", {})["stable_seconds"] = 0
     data["retries"] = 1
     data["retry_delay_minutes"] = 0
+    data["sftp_connect_attempts"] = 1   # outages fail at once (the hook otherwise waits 3-5 s per attempt)
     data.update(overrides)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{data['code']}.yaml"

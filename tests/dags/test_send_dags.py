@@ -1,0 +1,277 @@
+"""The send DAGs (`<code>_send_invs`, `_export_ars`, `_send_atih`) with dag.test() on real services: one SFTP
+server per recipient, the regional PostgreSQL, the send ledger."""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import threading
+import uuid
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pendulum
+import pytest
+from lxml import etree
+
+from rpu import exports, intake, sends, sftp
+from rpu.config import load_region
+from rpu.connections import db_url
+from rpu.localservices import SftpServer
+from rpu_xml import rpu_file, visit
+
+ACTIVE = "990000127"
+ACTIVE_2 = "990000135"
+SHADOW = "990000200"
+RUN_DAY = date(2026, 11, 13)              # window J-7 … J-1 = 6 … 12 November
+LOGICAL = pendulum.datetime(2026, 11, 13, 5, 30, tz="Europe/Paris")
+
+
+@pytest.fixture(scope="session")
+def recipient_servers(tmp_path_factory):
+    servers = {}
+    try:
+        for name in ("invs", "ars", "atih"):
+            servers[name] = SftpServer(tmp_path_factory.mktemp(f"recipient-{name}")).start()
+        yield servers
+    finally:
+        for s in servers.values():
+            s.stop()
+
+
+@pytest.fixture
+def send_env(intake_env, recipient_servers, monkeypatch, tmp_path):
+    """intake_env + a home on each recipient's server + the fixture visits loaded."""
+    env = intake_env
+    env.recipient_dirs = {}
+    for name, server in recipient_servers.items():
+        user, pw = f"{name}{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+        env.recipient_dirs[name] = server.add_user(user, pw, tmp_path / f"recv-{name}")
+        monkeypatch.setenv(f"AIRFLOW_CONN_RPU_DEMO_SFTP_{name.upper()}", server.airflow_conn_json(user, pw))
+    region = env.region()
+    # 3 visits a day for the active establishment over 4–12 Nov, 2 a day for another, 1 a day for a shadow one
+    for etab, per_day in ((ACTIVE, 3), (ACTIVE_2, 2), (SHADOW, 1)):
+        visits = [visit(ENTREE=f"{d:02d}/11/2026 {8 + i:02d}:15", SORTIE=f"{d:02d}/11/2026 {9 + i:02d}:40",
+                        CP="58110", NAISSANCE="01/07/1950", COMMUNE="Saint-Aurèle")
+                  for d in range(4, 13) for i in range(per_day)]
+        path = tmp_path / f"in_{etab}.xml"
+        path.write_bytes(rpu_file(visits, finess=etab, debut="04/11/2026", fin="12/11/2026",
+                                  extract="13/11/2026 02:00:00"))
+        assert intake.ingest_path(region, env.db_url, path, sender=etab)["status"] == "accepted"
+    return env
+
+
+def run_dag(env, dag_id, logical=LOGICAL):
+    return env.dag(dag_id).test(logical_date=logical)
+
+
+def ledger(env, recipient=None):
+    return env.sql("SELECT recipient, kind, etab, period_start, period_end, file_name, visits, status, sha256, "
+                   "run_id FROM send_ledger WHERE %s::text IS NULL OR recipient = %s ORDER BY file_name",
+                   recipient, recipient)
+
+
+def parse_xml(path: Path):
+    return etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
+
+
+def test_send_invs_sends_the_window_of_each_active_establishment(send_env):
+    env = send_env
+    run = run_dag(env, "demo_send_invs")
+    assert run.state == "success"
+    region = env.region()
+    box = env.recipient_dirs["invs"]
+    names = sorted(p.name for p in box.iterdir())
+    assert names == sorted(f"RPU_{e.finess}_20261106_20261112.xml" for e in region.active)
+    assert not any(n.endswith(".tmp") for n in names)
+    assert not any(SHADOW in n for n in names)
+    doc = parse_xml(box / f"RPU_{ACTIVE}_20261106_20261112.xml")
+    assert doc.findtext("ETABLISSEMENT/FINESS") == ACTIVE
+    assert (doc.findtext("ETABLISSEMENT/DATEDEBUT"), doc.findtext("ETABLISSEMENT/DATEFIN")) == ("06/11/2026",
+                                                                                               "12/11/2026")
+    entries = [p.findtext("ENTREE") for p in doc.iter("PATIENT")]
+    assert len(entries) == 7 * 3 and min(e[:10] for e in entries) == "06/11/2026"
+    assert doc.findtext("PASSAGES/PATIENT/COMMUNE") == "Saint-Aurèle"   # same structure as received
+    rows = {r[5]: r for r in ledger(env, "invs")}
+    assert len(rows) == len(region.active)
+    mine = rows[f"RPU_{ACTIVE}_20261106_20261112.xml"]
+    assert mine[1:5] == ("daily", ACTIVE, date(2026, 11, 6), date(2026, 11, 12))
+    assert mine[6:8] == (21, "sent") and mine[9] == run.run_id
+    assert mine[8] == exports.sha256_file(box / mine[5])
+    assert rows[f"RPU_{ACTIVE_2}_20261106_20261112.xml"][6] == 14
+    # the file passes the concentrator's own checks (RPU 2006 structure)
+    from rpu.checks import check_file
+
+    report = check_file(box / mine[5], region)
+    assert report.accepted and report.visits == 21
+
+
+def test_shadow_establishment_switched_to_active_is_sent(send_env, tmp_path):
+    env = send_env
+    path = env.region_dir / "demo.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        f"finess: '{SHADOW}'\n  name: Clinique des Tilleuls\n  status: shadow",
+        f"finess: '{SHADOW}'\n  name: Clinique des Tilleuls\n  status: active"), encoding="utf-8")
+    assert load_region(path).establishment(SHADOW).status == "active"
+    assert run_dag(env, "demo_send_invs").state == "success"
+    assert (env.recipient_dirs["invs"] / f"RPU_{SHADOW}_20261106_20261112.xml").exists()
+
+
+def test_export_ars_csv_and_manifest(send_env):
+    env = send_env
+    assert run_dag(env, "demo_export_ars").state == "success"
+    box = env.recipient_dirs["ars"]
+    data = gzip.decompress((box / "ARS_demo_20261106_20261112.csv.gz").read_bytes()).decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(data), delimiter=";"))
+    assert "COMMUNE" not in rows[0] and "NAISSANCE" not in rows[0]
+    assert len(rows) == 7 * (3 + 2 + 1)                       # shadow establishments included for the ARS
+    first = next(r for r in rows if r["FINESS"] == ACTIVE)
+    assert first["AGE"] == "76" and first["DUREE_MIN"] == "85" and first["LISTE_DA"] == "I10"
+    manifest = json.loads((box / "ARS_demo_20261106_20261112.csv.gz.manifest.json").read_text())
+    assert manifest["visits"] == len(rows)
+    assert manifest["per_day"][ACTIVE]["2026-11-06"] == 3 and manifest["per_day"][SHADOW]["2026-11-12"] == 1
+    assert ledger(env, "ars")[0][6:8] == (len(rows), "sent")
+
+
+def test_export_ars_identifying_variant(send_env):
+    env = send_env
+    path = env.region_dir / "demo.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "ars_export:\n  identifying: true\n", encoding="utf-8")
+    assert run_dag(env, "demo_export_ars").state == "success"
+    data = gzip.decompress((env.recipient_dirs["ars"] / "ARS_demo_20261106_20261112.csv.gz").read_bytes())
+    row = next(csv.DictReader(io.StringIO(data.decode()), delimiter=";"))
+    assert row["COMMUNE"] == "Saint-Aurèle" and row["NAISSANCE"] == "1950-07-01"
+
+
+def test_send_atih_is_cumulative_and_anonymised(send_env):
+    env = send_env
+    run = run_dag(env, "demo_send_atih", pendulum.datetime(2026, 12, 2, 6, 0, tz="Europe/Paris"))
+    assert run.state == "success"
+    box = env.recipient_dirs["atih"]
+    name = f"ATIH_RPU_{ACTIVE}_20260101_20261130.xml"
+    raw = (box / name).read_bytes()
+    doc = parse_xml(box / name)
+    patients = list(doc.iter("PATIENT"))
+    assert len(patients) == 9 * 3                              # every stored day since 1 January
+    for tag in ("COMMUNE", "NAISSANCE", "CP"):
+        assert not list(doc.iter(tag)), tag
+    assert b"Saint-Aur" not in raw and b"01/07/1950" not in raw and b"58110" not in raw
+    assert {p.findtext("CODE_GEO") for p in patients} == {"58G01"}   # from the sample table
+    assert {p.findtext("AGE") for p in patients} == {"76"}
+    manifest = json.loads((box / f"{name}.manifest.json").read_text())
+    assert manifest["visits"] == 27 and manifest["finess"] == ACTIVE
+    rows = {r[5]: r for r in ledger(env, "atih")}
+    assert rows[name][1] == "cumulative" and rows[name][6:8] == (27, "sent")
+    assert not any(SHADOW in n for n in rows)
+
+
+def test_atih_fallback_for_postal_codes_missing_from_the_table(send_env, tmp_path):
+    env = send_env
+    region = env.region()
+    cps = ["58999", "99134", "99999", "75012", "", "7501"]
+    path = tmp_path / "geo.xml"
+    path.write_bytes(rpu_file([visit(ENTREE=f"20/11/2026 1{i}:00", SORTIE=f"20/11/2026 1{i}:30", CP=cp)
+                               for i, cp in enumerate(cps)], finess=ACTIVE, debut="20/11/2026", fin="20/11/2026",
+                              extract="21/11/2026 02:00:00"))
+    intake.ingest_path(region, env.db_url, path, sender=ACTIVE)
+    out = tmp_path / "out"
+    with __import__("rpu.store", fromlist=["x"]).connection(env.db_url) as conn:
+        spec = exports.atih_specs(region, date(2026, 12, 2), [ACTIVE])[0]
+        exports.write_to_dir(conn, region, [spec], out)
+    doc = parse_xml(out / spec.file_name)
+    codes = [p.findtext("CODE_GEO") for p in doc.iter("PATIENT") if p.findtext("ENTREE").startswith("20/11")]
+    assert codes == ["58999", "99134", "99999", "75999", "99999", "99999"]
+
+
+def test_recipient_outage_fails_then_a_retry_sends_the_same_file(send_env, recipient_servers):
+    """The recipient is down: the run fails, the ledger says so; the data changes meanwhile; the retry of that
+    run sends the file prepared first (same sha256), while a new run for the date sends the current data."""
+    env = send_env
+    region = env.region()
+    server = recipient_servers["invs"]
+    server.pause()
+    try:
+        run = run_dag(env, "demo_send_invs")
+    finally:
+        server.resume()
+    assert run.state == "failed"
+    failed = {r[5]: r for r in ledger(env, "invs")}
+    mine = failed[f"RPU_{ACTIVE}_20261106_20261112.xml"]
+    assert mine[7] == "failed" and mine[6] == 21
+    assert not list(env.recipient_dirs["invs"].iterdir())
+    # new data arrives for the window
+    path = Path(env.data_dir) / "late.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(rpu_file([visit(ENTREE="12/11/2026 23:00", SORTIE="12/11/2026 23:50")] * 5, finess=ACTIVE,
+                              debut="12/11/2026", fin="12/11/2026", extract="13/11/2026 09:00:00"))
+    intake.ingest_path(region, env.db_url, path, sender=ACTIVE)
+    # Airflow's retry of the same task instance: same run id, same slot
+    spec = next(s for s in exports.invs_specs(region, RUN_DAY, [ACTIVE]))
+    result = sends.send(region, spec, mine[9], db_url(region.db_conn_id),
+                        lambda: sftp.open_remote(region.recipients["invs"].conn_id))
+    assert result["status"] == "sent" and result["sha256"] == mine[8] and result["visits"] == 21
+    assert exports.sha256_file(env.recipient_dirs["invs"] / spec.file_name) == mine[8]
+    # a new run for that date re-sends the date's current content
+    assert run_dag(env, "demo_send_invs").state == "success"
+    doc = parse_xml(env.recipient_dirs["invs"] / spec.file_name)
+    assert len(list(doc.iter("PATIENT"))) == 21 - 3 + 5
+    slot_rows = [r for r in ledger(env, "invs") if r[5] == spec.file_name]
+    assert len(slot_rows) == 2 and len({r[9] for r in slot_rows}) == 2 and all(r[7] == "sent" for r in slot_rows)
+
+
+def test_upload_is_atomic_no_partial_file_under_the_final_name(send_env, tmp_path):
+    """Watch the recipient's directory during a large upload: the final name only ever shows the full file."""
+    env = send_env
+    region = env.region()
+    big = tmp_path / "big.xml"
+    big.write_bytes(b"<x>" + b"0" * (30 * 1024 * 1024) + b"</x>")
+    final = env.recipient_dirs["invs"] / "BIG.xml"
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            try:
+                seen.add(final.stat().st_size)
+            except FileNotFoundError:
+                pass
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with sftp.open_remote(region.recipients["invs"].conn_id) as remote:
+            remote.put_file(big, "BIG.xml")
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen <= {big.stat().st_size}
+    assert final.stat().st_size == big.stat().st_size
+    assert [p.name for p in env.recipient_dirs["invs"].iterdir()] == ["BIG.xml"]
+
+
+def test_periods_come_from_the_logical_date():
+    assert exports.window(date(2026, 11, 13), 7) == (date(2026, 11, 6), date(2026, 11, 12))
+    assert exports.window(date(2026, 1, 3), 7) == (date(2025, 12, 27), date(2026, 1, 2))
+    assert exports.atih_period(date(2026, 12, 2), "monthly") == (date(2026, 1, 1), date(2026, 11, 30))
+    assert exports.atih_period(date(2026, 1, 2), "monthly") == (date(2025, 1, 1), date(2025, 12, 31))
+    assert exports.atih_period(date(2026, 11, 23), "weekly") == (date(2026, 1, 1), date(2026, 11, 22))   # Monday
+    assert exports.atih_period(date(2026, 11, 25), "weekly") == (date(2026, 1, 1), date(2026, 11, 22))
+    assert exports.atih_period(date(2027, 1, 4), "weekly") == (date(2027, 1, 1), date(2027, 1, 3))
+    assert exports.months(date(2026, 1, 15), date(2026, 3, 2)) == [
+        (date(2026, 1, 15), date(2026, 1, 31)), (date(2026, 2, 1), date(2026, 2, 28)), (date(2026, 3, 1), date(2026, 3, 2))]
+
+
+def test_rpu_export_writes_what_the_dag_sends(send_env, tmp_path, capsys):
+    from rpu.cli import main
+
+    env = send_env
+    assert run_dag(env, "demo_send_invs").state == "success"
+    out = tmp_path / "by-hand"
+    assert main(["export", "invs", "--region", "demo", "--db", env.db_url, "--date", "2026-11-13",
+                 "--out", str(out)]) == 0
+    sent = env.recipient_dirs["invs"]
+    for p in out.iterdir():
+        assert p.read_bytes() == (sent / p.name).read_bytes(), p.name
+    assert main(["ledger", "--region", "demo", "--db", env.db_url, "--recipient", "invs"]) == 0
+    assert f"RPU_{ACTIVE}_20261106_20261112.xml" in capsys.readouterr().out
