@@ -80,6 +80,21 @@ SCHEMA = {
             "properties": {"frequency": {"enum": ["monthly", "weekly"]},
                            "geo_table": {"type": "string", "minLength": 1}},
         },
+        "watch": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "cutoff": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+                "daily_digest": {"type": "boolean"},
+                "history_weeks": {"type": "integer", "minimum": 2, "maximum": 52},
+            },
+        },
+        "quality": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"blocking": {"type": "array", "items": {"type": "string", "minLength": 1}}},
+        },
+        "old_concentrator": {"type": "boolean"},
         "ars_export": {
             "type": "object",
             "additionalProperties": False,
@@ -200,7 +215,18 @@ class Region:
     send_atih_schedule: str = ATIH_SCHEDULES["monthly"]
     geo_table: Path = PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv"
     ars_identifying: bool = False
+    watch_cutoff: str = "06:00"
+    watch_daily_digest: bool = False
+    watch_history_weeks: int = 8
+    quality_blocking: tuple[str, ...] = ()
+    old_concentrator: bool = False
     source: Path | None = None
+
+    @property
+    def watch_schedule(self) -> str:
+        """Cron of the watch DAG: every day at the cut-off hour."""
+        hour, minute = self.watch_cutoff.split(":")
+        return f"{int(minute)} {int(hour)} * * *"
 
     @property
     def active(self) -> tuple[Establishment, ...]:
@@ -307,6 +333,11 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
             "send_atih", ATIH_SCHEDULES[data.get("atih", {}).get("frequency", "monthly")]),
         geo_table=Path(data.get("atih", {}).get("geo_table", PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv")),
         ars_identifying=data.get("ars_export", {}).get("identifying", False),
+        watch_cutoff=data.get("watch", {}).get("cutoff", "06:00"),
+        watch_daily_digest=data.get("watch", {}).get("daily_digest", False),
+        watch_history_weeks=data.get("watch", {}).get("history_weeks", 8),
+        quality_blocking=tuple(data.get("quality", {}).get("blocking", ())),
+        old_concentrator=data.get("old_concentrator", False),
         source=Path(source) if not isinstance(source, Path) else source,
     )
 
