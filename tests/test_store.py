@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 from datetime import date
-from pathlib import Path
 
 import psycopg
 import pytest

@@ -8,7 +8,7 @@ import io
 import json
 import threading
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import pendulum

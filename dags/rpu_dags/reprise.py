@@ -1,0 +1,140 @@
+"""`<code>_reprise`: the ARS re-sends one establishment's data over a period, from a trigger form."""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+from rpu.config import Region
+from rpu_dags.common import START, default_args
+
+
+def build_reprise(region: Region):
+    """`<code>_reprise`: the ARS re-sends one establishment's stored data over a period (trigger form)."""
+    from airflow.sdk import Param
+
+    choices = {e.finess: f"{e.name} ({e.finess})" + (" — en ombre : ARS seulement" if e.status == "shadow" else "")
+               for e in region.establishments}
+    recipient_labels = {"invs": "InVS / Santé publique France (un fichier par mois)",
+                        "atih": "ATIH (fichier anonymisé, cumul depuis le 1er janvier)",
+                        "ars": "ARS (export à plat de l'établissement)"}
+    alerts = ", ".join(region.ars_emails) or "aucune adresse ARS dans le fichier de la région : pas de courriel"
+
+    @dag(
+        dag_id=f"{region.code}_reprise",
+        description=f"Reprise (re-sending) of one establishment's stored RPU over a period — {region.name}",
+        schedule=None,
+        start_date=START.in_timezone(region.timezone),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(region),
+        tags=[region.code, "rpu", "reprise"],
+        params={
+            "establishment": Param(
+                type="string", enum=list(choices), values_display=choices, title="Établissement",
+                description="L'établissement dont les données sont à renvoyer (nom et FINESS géographique)."),
+            "start_date": Param(
+                type="string", format="date", title="Date de début",
+                description="Premier jour à renvoyer (date d'entrée aux urgences, incluse)."),
+            "end_date": Param(
+                type="string", format="date", title="Date de fin",
+                description="Dernier jour à renvoyer (inclus) : au plus aujourd'hui, et au plus 366 jours "
+                            "après la date de début."),
+            "recipients": Param(
+                ["invs"], type="array", title="Destinataires", minItems=1, uniqueItems=True,
+                items={"type": "string", "enum": list(recipient_labels)},
+                examples=list(recipient_labels),   # the trigger form's multi-select offers these
+                values_display=recipient_labels,
+                description="À qui renvoyer : InVS par défaut ; ATIH et ARS en plus si besoin."),
+            "dry_run": Param(
+                False, type="boolean", title="Simulation (rien n'est envoyé)",
+                description="Cochée : compte seulement ce qui serait envoyé et l'écrit dans le courriel, "
+                            "sans rien préparer, envoyer ni enregistrer."),
+        },
+        doc_md=f"""
+### Reprise — {region.name} (`{region.code}`)
+Pour l'ARS : renvoyer les données **déjà reçues et stockées** d'un établissement sur une période, par exemple
+après une panne de transmission de plus de 7 jours (en deçà, la fenêtre glissante s'en charge seule).
+
+Bouton **Trigger** (déclencher), puis le formulaire :
+- **Établissement** : choisir dans la liste (nom et FINESS géographique). Les établissements « en ombre »
+  (encore transmis par l'ancien concentrateur) ne peuvent être renvoyés qu'à l'ARS.
+- **Date de début**, **Date de fin** : dates d'entrée aux urgences, incluses. La fin ne peut pas être dans le
+  futur (jour jugé à l'heure de {region.timezone}) ; la période fait au plus 366 jours.
+- **Destinataires** : InVS / Santé publique France par défaut (un fichier par mois de la période) ; ajouter
+  l'ATIH (un fichier anonymisé, cumulé du 1er janvier de l'année de la date de fin jusqu'à celle-ci) ou l'ARS
+  (un export à plat de l'établissement sur la période).
+- **Simulation** : cochée, rien n'est envoyé ; le courriel dit quels fichiers partiraient et combien de
+  passages ils contiendraient.
+
+Tâches : `validate` vérifie le formulaire (une erreur est expliquée en français dans le journal de la tâche,
+la reprise s'arrête là, rien n'est envoyé) ; `send` prépare chaque fichier une fois, l'inscrit au registre des
+envois (`rpu ledger --region {region.code}`, type `reprise`) et le dépose sur le SFTP du destinataire ; `notify`
+envoie le récapitulatif (fichiers, périodes, nombres de passages — aucune donnée patient) à : {alerts}.
+Une tâche `send` en échec peut être relancée (Clear) : seuls les fichiers manquants repartent, à l'identique.
+""",
+    )
+    def reprise():
+        @task
+        def validate(params=None) -> dict:
+            """Check the form (establishment, period, recipients) and fix the plan of the reprise."""
+            import logging
+
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from rpu import reprise as rpu_reprise
+
+            log = logging.getLogger("rpu.reprise")
+            try:
+                plan = rpu_reprise.validate(region, dict(params or {}), rpu_reprise.today_in(region))
+            except rpu_reprise.RepriseError as exc:
+                log.error("%s", exc)
+                raise AirflowFailException(str(exc)) from exc   # a form error: retrying changes nothing
+            log.info("reprise of %s (%s) from %s to %s to %s%s", plan.etab_name, plan.etab, plan.start, plan.end,
+                     ", ".join(plan.recipients), " — SIMULATION" if plan.dry_run else "")
+            return plan.to_dict()
+
+        @task
+        def send(plan: dict, run_id=None, dag_run=None) -> dict:
+            """Re-send each file of the reprise (ledger + atomic upload), or only count it in a simulation."""
+            import logging
+
+            from rpu import reprise as rpu_reprise, sftp
+            from rpu.connections import db_url
+
+            p = rpu_reprise.ReprisePlan.from_dict(plan)
+            when = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
+            summary = rpu_reprise.run(
+                region, p, run_id, db_url(region.db_conn_id),
+                lambda name: sftp.open_remote(region.recipients[name].conn_id, region.sftp_connect_attempts),
+                p.dry_run,
+                requested_at=pendulum.instance(when).in_timezone(region.timezone).isoformat() if when else None,
+                requested_by=getattr(dag_run, "triggering_user_name", None))
+            logging.getLogger("rpu.reprise").info("%s", rpu_reprise.describe(summary))
+            failed = rpu_reprise.failed_files(summary)
+            if failed:
+                raise RuntimeError(f"{len(failed)} fichier(s) non envoyé(s) : {', '.join(failed)} — relancer la "
+                                   "tâche renvoie ces mêmes fichiers")
+            return summary
+
+        @task
+        def notify(summary: dict) -> None:
+            """Mail the summary of the reprise to the region's ARS address(es)."""
+            import logging
+
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from rpu import mail, reprise as rpu_reprise
+
+            if not region.ars_emails:
+                logging.getLogger("rpu.reprise").info(
+                    "no ARS address in the region file (alerts.ars): summary not mailed")
+                raise AirflowSkipException("no ARS address (alerts.ars) in the region file")
+            subject, text, html = rpu_reprise.summary_mail(region, summary)
+            mail.send(region.smtp_conn_id, list(region.ars_emails), subject, text, html)
+
+        notify(send(validate()))
+
+    return reprise()
+
+
+BUILDERS = (build_reprise,)
