@@ -75,31 +75,30 @@ MAX_DURATION_HOURS = 72
 
 
 def parse_date(text: str | None) -> date | None:
-    """`JJ/MM/AAAA` → date; None when empty or invalid. Fast path without strptime."""
+    """`JJ/MM/AAAA` → date; None when empty or invalid. (fromisoformat on the reordered slices: the fastest
+    strict parse in CPython, this runs for every visit.)"""
     if not text or len(text) != 10 or text[2] != "/" or text[5] != "/":
         return None
     try:
-        return date(int(text[6:10]), int(text[3:5]), int(text[0:2]))
+        return date.fromisoformat(f"{text[6:10]}-{text[3:5]}-{text[0:2]}")
     except ValueError:
         return None
 
 
 def parse_datetime(text: str | None) -> datetime | None:
-    """`JJ/MM/AAAA HH:MM` (seconds tolerated) → naive local datetime; None when empty or invalid."""
+    """`JJ/MM/AAAA HH:MM` (seconds tolerated, a date alone read as midnight) → naive local datetime;
+    None when empty or invalid."""
     if not text:
         return None
     n = len(text)
-    if n not in (16, 19) or text[2] != "/" or text[5] != "/" or text[10] != " " or text[13] != ":":
-        # tolerate a date alone (midnight) as some producers write it, and T-separated ISO-ish values
-        if n == 10:
-            d = parse_date(text)
-            return datetime(d.year, d.month, d.day) if d else None
+    if n == 10:
+        d = parse_date(text)
+        return datetime(d.year, d.month, d.day) if d else None
+    if n not in (16, 19) or text[2] != "/" or text[5] != "/" or text[10] != " " or text[13] != ":" \
+            or (n == 19 and text[16] != ":"):
         return None
     try:
-        sec = int(text[17:19]) if n == 19 and text[16] == ":" else 0
-        if n == 19 and text[16] != ":":
-            return None
-        return datetime(int(text[6:10]), int(text[3:5]), int(text[0:2]), int(text[11:13]), int(text[14:16]), sec)
+        return datetime.fromisoformat(f"{text[6:10]}-{text[3:5]}-{text[0:2]}T{text[11:]}")
     except ValueError:
         return None
 

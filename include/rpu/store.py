@@ -93,22 +93,25 @@ def migrate(db_url: str) -> list[str]:
 # adaptation and lets the loader write large chunks.
 
 _ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESC = re.compile(r"[\\\t\n\r]").search   # almost never true: translate only then
 _ARR_ESC = str.maketrans({"\\": "\\\\", '"': '\\"'})
 NULL = "\\N"
 
 
 def _text(v) -> str:
-    return v.translate(_ESC) if v else NULL
+    if not v:
+        return NULL
+    return v.translate(_ESC) if _NEEDS_ESC(v) else v
 
 
 def _array(values: list[str]) -> str:
     if not values:
         return "{}"
-    return ("{" + ",".join('"' + v.translate(_ARR_ESC) + '"' for v in values) + "}").translate(_ESC)
+    return _text("{" + ",".join('"' + v.translate(_ARR_ESC) + '"' for v in values) + "}")
 
 
 def _json(d: dict) -> str:
-    return json.dumps(d, ensure_ascii=False).translate(_ESC) if d else "{}"
+    return _text(json.dumps(d, ensure_ascii=False)) if d else "{}"
 
 
 def _date(d: date | None) -> str:
@@ -129,13 +132,23 @@ _VISIT_TAIL = "\t\\N\t\\N\t\\N\n"
 
 
 def render_visit(r: tuple) -> str:
-    """One checked visit row (rpu.checks.check_visit) as a line of COPY text."""
-    return "\t".join((
-        str(r[0]), str(r[1]), r[2].isoformat(), _text(r[3]), _text(r[4]), _date(r[5]), _text(r[6]),
-        r[7].isoformat(sep=" "), _text(r[8]), _text(r[9]), _text(r[10]), _text(r[11]), _text(r[12]),
-        _text(r[13]), _text(r[14]), _array(r[15]), _array(r[16]), _ts(r[17]), _text(r[18]), _text(r[19]),
-        _text(r[20]), _json(r[21]), _json(r[22]), _array(r[23]),
-    )) + _VISIT_TAIL
+    """One checked visit row (rpu.checks.check_visit) as a line of COPY text. Runs once per visit: the text
+    items are checked for characters to escape all at once (almost never any), then written as they are."""
+    (idx, line, day, cp, commune, naissance, sexe, entree, mode_e, prov, transport, transport_pec, motif, gravite,
+     dp, da, actes, sortie, mode_s, dest, orient, extra, raw_invalid, flags) = r
+    if _NEEDS_ESC(f"{cp}{commune}{sexe}{mode_e}{prov}{transport}{transport_pec}{motif}{gravite}{dp}{mode_s}{dest}"
+                  f"{orient}"):
+        (cp, commune, sexe, mode_e, prov, transport, transport_pec, motif, gravite, dp, mode_s, dest, orient) = (
+            v.translate(_ESC) for v in (cp, commune, sexe, mode_e, prov, transport, transport_pec, motif, gravite,
+                                        dp, mode_s, dest, orient))
+    N = NULL
+    return (f"{idx}\t{line}\t{day.isoformat()}\t{cp or N}\t{commune or N}\t"
+            f"{naissance.isoformat() if naissance else N}\t{sexe or N}\t{entree.isoformat(' ')}\t{mode_e or N}\t"
+            f"{prov or N}\t{transport or N}\t{transport_pec or N}\t{motif or N}\t{gravite or N}\t{dp or N}\t"
+            f"{_array(da) if da else '{}'}\t{_array(actes) if actes else '{}'}\t"
+            f"{sortie.isoformat(' ') if sortie else N}\t{mode_s or N}\t{dest or N}\t{orient or N}\t"
+            f"{_json(extra) if extra else '{}'}\t{_json(raw_invalid) if raw_invalid else '{}'}\t"
+            f"{_array(flags) if flags else '{}'}" + _VISIT_TAIL)
 
 
 def render_rejected(raw, problem) -> str:
