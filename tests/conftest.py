@@ -8,9 +8,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import sys
+
 import pytest
 
 from rpu.localservices import PostgresServer, SftpServer, SmtpSink
+
+# Airflow's DAG processor puts the DAG bundle (dags/) on sys.path so DAG files can import rpu_dags; the
+# DagBags the tests build do not: do it once here.
+DAGS_DIR = str(Path(__file__).resolve().parents[1] / "dags")
+if DAGS_DIR not in sys.path:
+    sys.path.insert(0, DAGS_DIR)
 
 
 @pytest.fixture(scope="session")

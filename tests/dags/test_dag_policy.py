@@ -35,7 +35,8 @@ def test_every_region_has_its_dag_set(dagbag):
 
 
 SCHEDULES = {"intake": "intake_schedule", "send_invs": "send_invs_schedule", "export_ars": "export_ars_schedule",
-             "send_atih": "send_atih_schedule"}
+             "send_atih": "send_atih_schedule",
+             "watch": "watch_schedule"}
 
 
 def _all_dags():
@@ -63,6 +64,7 @@ def test_parsing_is_cheap_no_heavy_import_no_database():
     """Parse the DAG folder in a fresh interpreter: no pandas / Great Expectations / psycopg / paramiko import."""
     code = (
         "import sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         "bag = DagBag(dag_folder=sys.argv[1])\n"
         "assert not bag.import_errors, bag.import_errors\n"
@@ -76,3 +78,38 @@ def test_parsing_is_cheap_no_heavy_import_no_database():
     assert out.returncode == 0, out.stderr[-2000:]
     [heavy] = [line[6:] for line in out.stdout.splitlines() if line.startswith("HEAVY=")]
     assert heavy == "", f"imported at parse time: {heavy}"
+
+
+def test_every_region_file_has_its_dag_file_and_back():
+    import rpu_dags
+
+    stubs = {p.stem.removeprefix("region_") for p in (PROJECT / "dags").glob("region_*.py")}
+    assert stubs == {r.code for r in REGIONS}
+    for code in stubs:
+        assert (PROJECT / "dags" / f"region_{code}.py").read_text() == rpu_dags.stub_text(code)
+
+
+def test_a_broken_region_file_is_an_import_error_of_that_region_only(airflow_db, tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+
+    import rpu_dags
+
+    dags = tmp_path / "dags"
+    shutil.copytree(PROJECT / "dags", dags)
+    regions = tmp_path / "regions"
+    regions.mkdir()
+    shutil.copy(PROJECT / "config" / "regions" / "demo.yaml", regions)
+    broken = yaml.safe_load((PROJECT / "config" / "regions" / "demo.yaml").read_text(encoding="utf-8"))
+    broken.update(code="brk", timezone="Europe/Nowhere")
+    (regions / "brk.yaml").write_text(yaml.safe_dump(broken, allow_unicode=True), encoding="utf-8")
+    (dags / "region_brk.py").write_text(rpu_dags.stub_text("brk"))
+    monkeypatch.setenv("RPU_REGIONS_DIR", str(regions))
+    bag = DagBag(dag_folder=str(dags))
+    assert list(bag.import_errors) == [str(dags / "region_brk.py")]
+    message = bag.import_errors[str(dags / "region_brk.py")]
+    assert "brk.yaml" in message and "Europe/Nowhere" in message
+    assert {f"demo_{k}" for k in SCHEDULES} <= set(bag.dag_ids)
+    assert not any(d.startswith("brk_") for d in bag.dag_ids)
