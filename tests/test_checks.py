@@ -538,3 +538,24 @@ def test_shared_ej_without_a_sender_is_refused_rather_than_guessed(tmp_path, reg
     assert not report.accepted
     (problem,) = report.errors
     assert problem.rule == "FINESS_NOT_SENDER" and "990000101" in problem.message and "990000119" in problem.message
+
+
+def test_parallel_reader_gives_the_same_reports_as_the_serial_one(tmp_path, monkeypatch):
+    """Big files are parsed in a forked child: same visits, same problems, same rejections."""
+    from rpu import parse, synth
+
+    region = get_region("demo")
+    files = synth.generate(region, tmp_path, start=date(2026, 11, 1), days=1, seed=5, errors=synth.ERRORS)
+    assert len(files) > 12
+    rows = {}
+    for threshold in (1 << 40, 0):
+        monkeypatch.setattr(parse, "PARALLEL_MIN_BYTES", threshold)
+        assert isinstance(parse.reader_for(files[0]), parse.ParallelReader) == (threshold == 0)
+        reports = []
+        for f in files:
+            sink = Sink()
+            reports.append(check_file(f, region, f.parent.name, sink).as_dict())
+            reports.append([(r["idx"], r["entree"], r["flags"]) for r in sink.rows])
+        rows[threshold] = reports
+    assert rows[0] == rows[1 << 40]
+    assert any(not r["accepted"] for r in rows[0] if isinstance(r, dict))

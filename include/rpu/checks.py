@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 
 from rpu import rpu_format as F
 from rpu.config import Region
-from rpu.parse import FileRejected, Header, RawVisit, RpuReader
+from rpu.parse import FileRejected, Header, RawVisit, RpuReader, reader_for
 from rpu.problems import Problem
 
 MAX_DURATION = timedelta(hours=F.MAX_DURATION_HOURS)
@@ -236,7 +236,7 @@ def check_file(path: Path | str, region: Region | None = None, sender: str | Non
     `progress(n)` is called every PROGRESS_EVERY visits (progress bars of the CLI)."""
     path = Path(path)
     report = FileReport(file=name or path.name)
-    reader = RpuReader(path, max_bytes=region.max_file_bytes if region else None)
+    reader = reader_for(path, max_bytes=region.max_file_bytes if region else None)
     gc_was_enabled = gc.isenabled()
     gc.disable()   # millions of short-lived objects, no cycles: the collector would only cost time
     try:

@@ -297,3 +297,101 @@ class RpuReader:
             return self._locate(exc, it, idx, second_pass=True)
         return Problem(rule, f"non conforme au schéma RPU : {first_message}" if rule == "SCHEMA"
                        else f"XML mal formé : {first_message}")
+
+
+# --- two cores for big files ----------------------------------------------------------------------------------
+# Parsing (libxml2 + reading the items) holds the GIL, and so do the checks and the COPY rendering: a thread
+# would not help. For a big file a forked child parses and streams the raw visits through a pipe while this
+# process checks, renders and loads them — each side about half the work. The pipe is the back-pressure (the
+# child waits when the loader is behind: memory stays flat), and its end closing stops the child if the
+# loader dies.
+
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+_BATCH = 500
+
+
+def _parse_into(reader: RpuReader, out) -> None:
+    """Child side: send ("v", header, [visit tuples]) batches, then ("end", warnings, n) or ("rej", problem, warnings)."""
+    import pickle
+
+    batch: list[tuple] = []
+    try:
+        for v in reader.visits():
+            batch.append((v.idx, v.line, v.items, v.da, v.actes, v.extra))
+            if len(batch) >= _BATCH:
+                out.send_bytes(pickle.dumps(("v", reader.header, batch), pickle.HIGHEST_PROTOCOL))
+                batch = []
+        out.send_bytes(pickle.dumps(("v", reader.header, batch), pickle.HIGHEST_PROTOCOL))
+        out.send_bytes(pickle.dumps(("end", reader.warnings, reader.visits_read), pickle.HIGHEST_PROTOCOL))
+    except FileRejected as exc:
+        out.send_bytes(pickle.dumps(("v", reader.header, batch), pickle.HIGHEST_PROTOCOL))
+        out.send_bytes(pickle.dumps(("rej", exc.problem, reader.warnings), pickle.HIGHEST_PROTOCOL))
+    except BrokenPipeError:
+        pass   # the loader went away
+
+
+def _child_main(reader: RpuReader, out) -> None:
+    import gc
+    import os
+
+    gc.disable()
+    try:
+        _parse_into(reader, out)
+    finally:
+        out.close()
+        os._exit(0)   # no atexit handlers, no flush of the parent's buffers: this process only parsed
+
+
+class ParallelReader(RpuReader):
+    """RpuReader whose parsing runs in a forked child (same results, same exceptions)."""
+
+    def visits(self) -> Iterator[RawVisit]:
+        import multiprocessing
+        import pickle
+
+        ctx = multiprocessing.get_context("fork")
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_child_main, args=(RpuReader(self.path, max_bytes=self.max_bytes,
+                                                                with_schema=self.with_schema), send), daemon=True)
+        child.start()
+        send.close()
+        try:
+            while True:
+                try:
+                    message = pickle.loads(receive.recv_bytes())
+                except EOFError:
+                    raise RuntimeError(f"the parser of {self.path.name} stopped unexpectedly "
+                                       f"(exit code {child.exitcode})") from None
+                kind = message[0]
+                if kind == "v":
+                    if message[1] is not None and self.header is None:
+                        self.header = message[1]
+                    for idx, line, items, da, actes, extra in message[2]:
+                        yield RawVisit(idx, line, items, da, actes, extra)
+                elif kind == "end":
+                    self.warnings.extend(message[1])
+                    self.visits_read = message[2]
+                    return
+                else:
+                    self.warnings.extend(message[2])
+                    raise FileRejected(message[1])
+        finally:
+            receive.close()
+            child.join(timeout=5)
+            if child.is_alive():
+                child.kill()
+                child.join()
+
+
+def reader_for(path: Path | str, *, max_bytes: int | None = None) -> RpuReader:
+    """The reader to use: a parallel one for big files on a machine with more than one core."""
+    import os
+
+    path = Path(path)
+    try:
+        big = path.stat().st_size >= PARALLEL_MIN_BYTES
+    except OSError:
+        big = False
+    if big and (os.cpu_count() or 1) > 1:
+        return ParallelReader(path, max_bytes=max_bytes)
+    return RpuReader(path, max_bytes=max_bytes)
