@@ -28,6 +28,10 @@ def build_reprise(region: Region):
         max_active_runs=1,
         default_args=default_args(region),
         tags=[region.code, "rpu", "reprise"],
+        # FAB auth manager: the region's ARS (role ARS_<code>, made by `rpu roles sync`) may read and trigger
+        # its own reprise, no other region's; Airflow applies this when it parses the DAG
+        access_control={f"ARS_{region.code}": {"DAGs": {"can_read", "can_edit"},
+                                               "DAG Runs": {"can_read", "can_create"}}},
         params={
             "establishment": Param(
                 type="string", enum=list(choices), values_display=choices, title="Établissement",
