@@ -1,0 +1,96 @@
+"""`<code>_watch`: every day at the region's cut-off, what went wrong since the previous one — mailed once."""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, dag, task
+
+from rpu.config import Region
+from rpu_dags.common import START, default_args
+
+
+def build_watch(region: Region):
+    """`<code>_watch`: missing transmissions, rejected files, abnormal days; alert history; one ARS mail."""
+    ars = ", ".join(region.ars_emails) or "aucune adresse ARS dans le fichier de la région (alerts.ars) : pas de " \
+                                           "courriel à l'ARS"
+    contacts = sum(1 for e in region.establishments if e.contact)
+
+    @dag(
+        dag_id=f"{region.code}_watch",
+        description=f"Daily watch at the cut-off {region.watch_cutoff}: transmissions, rejections, abnormal days "
+                    f"— {region.name}",
+        schedule=CronTriggerTimetable(region.watch_schedule, timezone=region.timezone),
+        start_date=START.in_timezone(region.timezone),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(region),
+        tags=[region.code, "rpu", "watch"],
+        doc_md=f"""
+### Veille quotidienne — {region.name} (`{region.code}`)
+Every day at **{region.watch_cutoff}** ({region.timezone}, `watch.cutoff` of the region file) the watch looks at
+the files received since the previous cut-off and at the stored visits:
+
+- **missing transmission**: active establishments with no accepted file since the previous cut-off, with the
+  consecutive days without transmission and the date of their last accepted file; **reprise needed** from 7
+  days (the sliding window no longer covers the gap); **back to normal** after a gap, with the entry days to ask
+  in a reprise (`{region.code}_reprise`);
+- **rejected files** since the previous cut-off, with their reasons;
+- **abnormal days**: a day of the last 7 whose visit count is below μ − 3σ of the same weekday over the previous
+  {region.watch_history_weeks} weeks (days below μ − 2σ dropped first); a **sudden drop of the DP coding rate**;
+- **shadow establishments ready to switch** (7 consecutive days of accepted files).
+
+Findings are kept in the `alert` table of the regional database (view `open_alert`): an alert is mailed when
+new, once more when a gap reaches 7 days, and when it closes — never every day. **One** mail to the ARS
+({ars}) when there is something new{", and every day (daily digest)" if region.watch_daily_digest else ""};
+a notice to the technical contact of the establishment concerned ({contacts} establishment(s) with a contact).
+Counts, dates, FINESS and file names only: never patient data. Rules: `docs/watch.md`.
+
+The findings are those of the run's **logical date** (the latest cut-off at or before it): a run triggered for a
+past date gives that date's findings; `rpu watch --region {region.code} --db URL --at "YYYY-MM-DD HH:MM"` prints
+them without recording or mailing.
+
+**When it fails** — `check` (the regional database `{region.db_conn_id}` is unreachable, or a migration is
+missing: `rpu db migrate`): nothing was recorded, nothing mailed; fix and clear the task. `notify` (the SMTP
+connection `{region.smtp_conn_id}` refuses the mail): the alerts stay *pending* in the history; clearing the task —
+or the next day's run — sends them (a mail may then be sent twice, never lost). The log of `check` lists the
+findings.
+""",
+    )
+    def watch():
+        @task
+        def check(logical_date=None, dag_run=None) -> dict:
+            """Find what is wrong at the run's cut-off and record it in the alert history."""
+            import logging
+
+            from rpu import store, watch as rpu_watch
+            from rpu.connections import db_url
+
+            when = logical_date or getattr(dag_run, "run_after", None)
+            now = pendulum.instance(when).in_timezone(region.timezone)
+            with store.connection(db_url(region.db_conn_id)) as conn:
+                found = rpu_watch.findings(conn, region, now)
+                logging.getLogger("rpu.watch").info("%s", rpu_watch.describe(found))
+                notices = rpu_watch.record(conn, region, found, now)
+            logging.getLogger("rpu.watch").info("%d notice(s) to mail: %s", len(notices), ", ".join(
+                f"{n['kind']}/{n['notice']} {n['etab']}" for n in notices) or "none")
+            return {"findings": found.to_dict(), "notices": notices}
+
+        @task
+        def notify(result: dict) -> list[dict]:
+            """Mail the ARS summary and the establishments' notices, then mark the alerts notified."""
+            import logging
+
+            from rpu import store, watch as rpu_watch
+            from rpu.connections import db_url
+
+            with store.connection(db_url(region.db_conn_id)) as conn:
+                sent = rpu_watch.notify(conn, region, result["findings"], result["notices"])
+            logging.getLogger("rpu.watch").info("%d mail(s) sent: %s", len(sent), "; ".join(
+                f"{m['template']} to {', '.join(m['to'])}" for m in sent) or "none")
+            return sent
+
+        notify(check())
+
+    return watch()
+
+
+BUILDERS = (build_watch,)
