@@ -28,16 +28,30 @@ def cmd_validate(args) -> int:
         if not path.is_file():
             print(f"rpu validate: {f}: no such file", file=sys.stderr)
             return 2
-        report = check_file(path, region, args.sender, name=str(path))
+        runs = None
+        if args.quality:
+            from rpu import quality
+
+            report, runs = quality.check_file_quality(path, region, args.sender, name=str(path))
+        else:
+            report = check_file(path, region, args.sender, name=str(path))
         any_rejected |= not report.accepted
         if args.json:
-            print(json.dumps(report.as_dict(), ensure_ascii=False), flush=True)
+            d = report.as_dict()
+            if args.quality:   # FEDORU: a failed expectation never rejects a file (the exit code ignores it)
+                d["quality"] = None if runs is None else [
+                    {"name": o["name"], "suite": r["suite"], "success": o["success"],
+                     "unexpected_count": o["unexpected_count"], "unexpected_percent": o["unexpected_percent"],
+                     "observed_value": o["observed_value"],
+                     "blocking": bool(region and o["name"] in region.quality_blocking)}
+                    for r in runs for o in r["results"]]
+            print(json.dumps(d, ensure_ascii=False), flush=True)
         else:
-            print(_human(report), flush=True)
+            print(_human(report, runs), flush=True)
     return 1 if any_rejected else 0
 
 
-def _human(report) -> str:
+def _human(report, quality_runs=None) -> str:
     d = report.as_dict()
     head = "ACCEPTÉ" if report.accepted else "REJETÉ"
     lines = [f"{d['file']}: {head} — FINESS {d['finess'] or '?'}, période {d['period_start'] or '…'} → "
@@ -46,6 +60,14 @@ def _human(report) -> str:
     lines += [f"  erreur    {p}" for p in report.errors]
     lines += [f"  attention {p}" for p in report.warnings]
     lines += [f"  qualité   [{rule}] {n} passage(s)" for rule, n in sorted(report.flags.items())]
+    for r in quality_runs or ():
+        failed = [o for o in r["results"] if not o["success"]]
+        lines.append(f"  suite     {r['suite']} v{r['version']} : {len(r['results']) - len(failed)}/"
+                     f"{len(r['results'])} attentes satisfaites")
+        for o in failed:
+            what = (f"{o['unexpected_count']} ({o['unexpected_percent']:.1f} %)" if o["unexpected_percent"] is not None
+                    else f"valeur observée {o['observed_value']}")
+            lines.append(f"  attente   [{o['name']}] non satisfaite : {what}")
     return "\n".join(lines)
 
 
@@ -154,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--region", help="region code: also check that the FINESS is declared there")
     v.add_argument("--sender", metavar="FINESS", help="the depositing establishment (as its SFTP directory)")
     v.add_argument("--json", action="store_true", help="one JSON object per file and per line")
+    v.add_argument("--quality", action="store_true",
+                   help="also run the quality suites (Great Expectations, include/expectations) on the accepted "
+                        "visits, in memory; JSON: a `quality` list (name, success, unexpected_count, "
+                        "unexpected_percent…). A failed expectation does not change the exit code")
     v.set_defaults(func=cmd_validate)
 
     db = sub.add_parser("db", help="regional database administration")
@@ -203,8 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     gl.set_defaults(func=cmd_geo_load)
 
     from rpu import synth
+    from rpu import quality
+    from rpu import provision
+    from rpu import reports
+    from rpu import watch
 
     synth.register(sub)
+    quality.register(sub)
+    provision.register(sub)
+    reports.register(sub)
+    watch.register(sub)
     return p
 
 
