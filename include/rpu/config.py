@@ -346,7 +346,8 @@ def load_region(path: Path | str) -> Region:
     """Read and validate one region file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # libyaml's loader: ten times faster than the pure-Python one, and every DAG parse reads region files
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     region = parse_region(data, path)

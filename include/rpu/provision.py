@@ -87,7 +87,8 @@ def timezone_problem(tz: str) -> str | None:
         return None
     except (ZoneInfoNotFoundError, ValueError, OSError):
         close = difflib.get_close_matches(tz, sorted(available_timezones()), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else " (IANA name expected, e.g. Europe/Paris, America/Cayenne)"
+        hint = (f"; did you mean {', '.join(close)}?" if close
+                else " (IANA name expected, e.g. Europe/Paris, America/Cayenne)")
         return f"unknown time zone {tz!r}{hint}"
 
 
@@ -440,10 +441,12 @@ def provision_database(admin_url: str, code: str, *, rotate: bool, password: str
             admin = conn.execute("SELECT current_user").fetchone()[0]
             row = conn.execute(f"SELECT {', '.join(ROLE_ATTRIBUTES)}, rolcanlogin FROM pg_roles WHERE rolname = %s",
                                (name,)).fetchone()
+            if (row is None or rotate) and not password:
+                raise ServiceError(f"role {name} changed since it was checked: run the same command again")
             if row is None:
-                assert password
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                                     "NOBYPASSRLS INHERIT PASSWORD {}").format(role, sql.Literal(scram_verifier(password))))
+                                     "NOBYPASSRLS INHERIT PASSWORD {}").format(
+                                         role, sql.Literal(scram_verifier(password))))
                 res.role_created = res.password_set = True
             else:
                 fixes = [ROLE_ATTRIBUTES[k] for k, v in zip(ROLE_ATTRIBUTES, row) if v]
@@ -453,8 +456,8 @@ def provision_database(admin_url: str, code: str, *, rotate: bool, password: str
                     conn.execute(sql.SQL("ALTER ROLE {} " + " ".join(fixes)).format(role))
                     res.attributes_fixed = fixes
                 if rotate:
-                    assert password
-                    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(role, sql.Literal(scram_verifier(password))))
+                    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        role, sql.Literal(scram_verifier(password))))
                     res.password_set = True
             owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
                                  (name,)).fetchone()
@@ -472,12 +475,19 @@ def provision_database(admin_url: str, code: str, *, rotate: bool, password: str
             conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, role))
         db_url = _conninfo(admin_url, dbname=name, connect_timeout=10)
         with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+            try:
+                conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+            except psycopg.errors.InsufficientPrivilege:
+                # PostgreSQL < 15: schema public belongs to the bootstrap superuser, not to the database's owner
+                res.warnings.append(f"could not take PUBLIC's rights on schema public of {name} (its owner is not "
+                                    f"{admin}): as a superuser, in {name}: REVOKE ALL ON SCHEMA public FROM PUBLIC; "
+                                    f"GRANT USAGE ON SCHEMA public TO {name}")
         res.migrations = store.migrate(db_url)
         with psycopg.connect(db_url, autocommit=True) as conn, conn.transaction():
             admin_role = sql.Identifier(admin)
-            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(role))
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")
+                         .format(role))
             conn.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migration FROM {}").format(role))
             conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
             conn.execute(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {}").format(role))
@@ -565,7 +575,8 @@ def parse_sftp_admin(spec: str) -> SftpAdmin:
     _fail(problems)
     path = unquote(parts.path)
     base = path[3:] if path.startswith("/~/") else ("" if path in ("", "/~") else path)
-    return SftpAdmin(spec, host=parts.hostname or "", port=port, user=unquote(parts.username) if parts.username else None,
+    return SftpAdmin(spec, host=parts.hostname or "", port=port,
+                     user=unquote(parts.username) if parts.username else None,
                      password=unquote(parts.password) if parts.password else os.environ.get(ENV_SFTP_PASSWORD),
                      key_file=key_file, host_key=host_key, known_hosts=known_hosts, base=base)
 
@@ -906,12 +917,14 @@ def _region_add(args, run: _Run) -> int:
     # servers: reached (and checked) before anything changes
     plan = db_preflight(admin_url, f"rpu_{code}") if admin_url else None
     with (open_sftp_admin(sftp_admin) if sftp_admin else _nothing()) as session:
-        out.append(f"region {code} — {name} ({tz}){' — transition: new establishments start in shadow' if old else ''}")
+        out.append(f"region {code} — {name} ({tz})"
+                   + (" — transition: new establishments start in shadow" if old else ""))
         password = None
         if plan:
             password = run.password = new_password() if (not plan.role_exists or args.rotate_password) else None
             db = provision_database(admin_url, code, rotate=args.rotate_password, password=password)
-            out.append(f"  database   {db.database} on {_where(admin_url)}: {'created' if db.db_created else 'exists'}; "
+            out.append(f"  database   {db.database} on {_where(admin_url)}: "
+                       f"{'created' if db.db_created else 'exists'}; "
                        f"role {db.role}: {'created' if db.role_created else 'exists'}"
                        f"{', password rotated' if db.password_set and not db.role_created else ''}"
                        f"{', fixed ' + ' '.join(db.attributes_fixed) if db.attributes_fixed else ''}; "
@@ -929,7 +942,8 @@ def _region_add(args, run: _Run) -> int:
         if before is None or text != before:
             write_atomic(path, text)
             out.append(f"  region     {path}: {'written' if before is None else 'updated'} "
-                       f"({len(region.establishments)} establishment(s){', added ' + ' '.join(added) if before else ''})")
+                       f"({len(region.establishments)} establishment(s)"
+                       f"{', added ' + ' '.join(added) if before else ''})")
         else:
             out.append(f"  region     {path}: unchanged ({len(region.establishments)} establishment(s))")
         stub_path = ddir / f"region_{code}.py"
@@ -957,10 +971,12 @@ def _region_add(args, run: _Run) -> int:
     for s in rest:
         out.append(f"  {s.command()}" + (f"    # {s.note}" if s.note else ""))
     if password and not args.create_connections:
-        out.append(f"  (the password of role rpu_{code} is in the command above, shown this once: it is stored nowhere)")
+        out.append(f"  (the password of role rpu_{code} is in the command above, shown this once: "
+                   "it is stored nowhere)")
     out.append("")
-    out.append("Next: create the intake accounts (one per establishment, chrooted to its directory; the concentrator's, "
-               "seeing the whole tree), then `rpu roles sync` (role ARS_" + code + ") before the DAGs are parsed.")
+    out.append("Next: create the intake accounts (one per establishment, chrooted to its directory; the "
+               "concentrator's, seeing the whole tree), then `rpu roles sync` (role ARS_" + code + ") before the DAGs "
+               "are parsed.")
     print("\n".join(out + warnings), flush=True)
     run.password_shown = True
     return 0
@@ -984,8 +1000,9 @@ def cmd_establishment_add(args) -> int:
 
 def _establishment_add(args) -> int:
     rdir = Path(args.regions_dir or regions_dir())
-    given = {k: v.strip() for k, v in (("finess", args.finess), ("name", args.name), ("finess_ej", args.finess_ej),
-                                       ("status", args.status), ("contact", args.contact)) if v is not None and v.strip()}
+    fields = (("finess", args.finess), ("name", args.name), ("finess_ej", args.finess_ej), ("status", args.status),
+              ("contact", args.contact))
+    given = {k: v.strip() for k, v in fields if v is not None and v.strip()}
     problems = establishment_problems(given)
     path = rdir / f"{args.region}.yaml"
     if not CODE_RE.match(args.region):
@@ -1025,7 +1042,8 @@ def _establishment_add(args) -> int:
             out.append(f"  region     {path}: {'added' if added else 'updated'}")
         else:
             out.append(f"  region     {path}: unchanged (already declared with these data)")
-    out.append(f"Next: create its SFTP account, chrooted to its directory {region.remote_dir('inbox', etab.finess).rsplit('/', 1)[0]}"
+    home = region.remote_dir("inbox", etab.finess).rsplit("/", 1)[0]
+    out.append(f"Next: create its SFTP account, chrooted to its directory {home}"
                f", then `rpu roles sync` (role Lecteur_{etab.finess}). The region's DAGs take it at their next parse.")
     print("\n".join(out + warnings), flush=True)
     return 0
