@@ -41,8 +41,8 @@ def build_reprise(region: Region):
                 description="Premier jour à renvoyer (date d'entrée aux urgences, incluse)."),
             "end_date": Param(
                 type="string", format="date", title="Date de fin",
-                description="Dernier jour à renvoyer (inclus) : au plus aujourd'hui, et au plus 366 jours "
-                            "après la date de début."),
+                description="Dernier jour à renvoyer (inclus) : au plus aujourd'hui ; la période compte au plus 366 jours, "
+                            "bornes comprises."),
             "recipients": Param(
                 ["invs"], type="array", title="Destinataires", minItems=1, uniqueItems=True,
                 items={"type": "string", "enum": list(recipient_labels)},

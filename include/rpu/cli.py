@@ -233,12 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     from rpu import provision
     from rpu import reports
     from rpu import watch
+    from rpu import roles
 
     synth.register(sub)
     quality.register(sub)
     provision.register(sub)
     reports.register(sub)
     watch.register(sub)
+    roles.register(sub)
     return p
 
 
