@@ -1,0 +1,72 @@
+"""The README's first command, end to end: `python -m rpu.demo --once` with real PostgreSQL, SFTP, SMTP and
+Airflow processes; it must report an accepted load and the rejected malformed file, then leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from rpu.localservices import free_port
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+TIMEOUT = 12 * 60
+
+
+def _leftovers(workdir: Path) -> list[str]:
+    """Processes naming the workdir on their command line (pgrep -f), or carrying the demo's marker in their
+    environment (Airflow task processes whose command line is rewritten)."""
+    out = subprocess.run(["pgrep", "-af", str(workdir)], capture_output=True, text=True, check=False).stdout
+    found = [line for line in out.splitlines() if line.strip()]
+    needle = f"RPU_DEMO_WORKDIR={workdir}".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in env and state != "Z":
+            found.append(f"{pid} (environment of the demo)")
+    return found
+
+
+@pytest.mark.slow
+def test_demo_once_accepts_files_rejects_the_malformed_one_and_cleans_up() -> None:
+    if shutil.which("pgrep") is None:
+        pytest.skip("pgrep (procps) is needed to check that no process is left")
+    # Not pytest's tmp_path: when root, PostgreSQL runs as `postgres`, which must traverse the workdir, and
+    # pytest resets its base temp dir to 0700.
+    workdir = Path(tempfile.mkdtemp(prefix="rpu-demo-test-"))
+    os.chmod(workdir, 0o755)
+    port = free_port()
+    cmd = [sys.executable, "-m", "rpu.demo", "--once", "--days", "3", "--workdir", str(workdir),
+           "--port", str(port)]
+    try:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, stdin=subprocess.DEVNULL)
+        try:
+            out, _ = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # SIGTERM lets the demo stop what it started (a SIGKILL would leak PostgreSQL and Airflow)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                out, _ = proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            pytest.fail(f"the demo did not finish within {TIMEOUT} s:\n{out[-6000:]}")
+
+        assert proc.returncode == 0, f"demo exited {proc.returncode}:\n{out[-6000:]}"
+        assert f"http://127.0.0.1:{port}" in out, out[-6000:]
+        assert re.search(r"^.*malformed on purpose.*\brejected\b.*$", out, re.MULTILINE), out[-6000:]
+        assert re.search(r"Demo OK", out), out[-6000:]
+        left = _leftovers(workdir)
+        assert not left, "processes left after the demo:\n" + "\n".join(left)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
