@@ -47,6 +47,25 @@ def fresh_db(pg_server: PostgresServer) -> Iterator[str]:
         pg_server.drop_database(name)
 
 
+@pytest.fixture
+def db(fresh_db: str) -> str:
+    """A fresh database with the concentrator's schema applied."""
+    from rpu import store
+
+    store.migrate(fresh_db)
+    return fresh_db
+
+
+@pytest.fixture
+def region(tmp_path):
+    """The demo region, archiving into the test's temp dir."""
+    import dataclasses
+
+    from rpu.config import get_region
+
+    return dataclasses.replace(get_region("demo"), archive_dir=tmp_path / "archive")
+
+
 @pytest.fixture(scope="session")
 def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer]:
     """A running SFTP server with no accounts yet (tests call add_user with their own chroot)."""

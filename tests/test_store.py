@@ -1,7 +1,6 @@
 """The regional database on a real PostgreSQL: migrations, cancel-and-replace by day, duplicates, crashes."""
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -11,21 +10,9 @@ import psycopg
 import pytest
 
 from rpu import intake, store
-from rpu.config import get_region
 from rpu_xml import rpu_file, visit
 
 ETAB = "990000127"
-
-
-@pytest.fixture
-def db(fresh_db):
-    store.migrate(fresh_db)
-    return fresh_db
-
-
-@pytest.fixture
-def region(tmp_path):
-    return dataclasses.replace(get_region("demo"), archive_dir=tmp_path / "archive")
 
 
 def q(db, sql, *params):

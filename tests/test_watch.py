@@ -104,12 +104,6 @@ class Seeder:
 
 
 @pytest.fixture
-def db(fresh_db):
-    store.migrate(fresh_db)
-    return fresh_db
-
-
-@pytest.fixture
 def region(tmp_path):
     return dataclasses.replace(parse_region(region_data()), archive_dir=tmp_path / "archive")
 
