@@ -39,12 +39,6 @@ def region(tmp_path, monkeypatch):
     return get_region("testreg")
 
 
-@pytest.fixture
-def db(fresh_db):
-    store.migrate(fresh_db)
-    return fresh_db
-
-
 def sql(db, text, *params):
     with psycopg.connect(db, autocommit=True) as conn:
         cur = conn.execute(text, params)

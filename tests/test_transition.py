@@ -6,7 +6,6 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
-import pytest
 
 from rpu import intake, store, transition
 from rpu.cli import main
@@ -24,12 +23,6 @@ def test_streak_counts_consecutive_days_ending_today_or_yesterday():
     assert transition.streak([d(0), d(1), d(3)], TODAY) == 2                # a gap breaks it
     assert transition.streak([d(2), d(3)], TODAY) == 0
     assert transition.streak([], TODAY) == 0
-
-
-@pytest.fixture
-def db(fresh_db):
-    store.migrate(fresh_db)
-    return fresh_db
 
 
 def receive_on(region, db, tmp_path, etab, day: date, ok=True):
