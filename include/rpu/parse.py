@@ -388,8 +388,11 @@ def reader_for(path: Path | str, *, max_bytes: int | None = None) -> RpuReader:
     import os
 
     path = Path(path)
+    threshold = PARALLEL_MIN_BYTES
+    if os.environ.get("RPU_PARALLEL_MIN_MB"):   # ops knob (and benchmarks): the size from which to fork
+        threshold = int(float(os.environ["RPU_PARALLEL_MIN_MB"]) * 1024 * 1024)
     try:
-        big = path.stat().st_size >= PARALLEL_MIN_BYTES
+        big = path.stat().st_size >= threshold
     except OSError:
         big = False
     if big and (os.cpu_count() or 1) > 1:

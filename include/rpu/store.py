@@ -198,8 +198,12 @@ def create_stage(conn) -> None:
 
 
 def copy_stage(conn):
-    """Context manager: a COPY into the stage table."""
-    return conn.cursor().copy(f"COPY stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN")
+    """Context manager: a COPY into the stage table. The plain libpq writer, not psycopg's default queued one:
+    that one buffers up to a thousand chunks in memory when the server is slower than the file is read."""
+    from psycopg.copy import LibpqWriter
+
+    cur = conn.cursor()
+    return cur.copy(f"COPY stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN", writer=LibpqWriter(cur))
 
 
 def statements(name: str) -> list[str]:
