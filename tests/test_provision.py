@@ -173,6 +173,7 @@ def test_region_add_creates_everything_and_a_rerun_changes_nothing(env, capsys):
     xml.write_bytes(rpu_file([visit(), visit(ENTREE="31/10/2026 09:00", SORTIE="31/10/2026 11:00")], finess=F3))
     receipt = ingest_path(region, url, xml, sender=F3)
     assert (receipt["status"], receipt["visits_loaded"]) == ("accepted", 2), receipt
+    assert receipt["quality"]["status"] in ("passed", "failed"), receipt["quality"]   # the gate could run too
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM visit WHERE etab = %s", (F3,)).fetchone()[0] == 2
         conn.execute("SELECT count(*) FROM alert")

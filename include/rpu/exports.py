@@ -60,11 +60,19 @@ def _copy_lines(conn, query_name: str, params: dict, out, fmt: dict | None = Non
     if fmt:
         text = text.format(**fmt)
     n = 0
+    _tune_for_export(conn)
     with conn.cursor().copy(f"COPY ({text.rstrip().rstrip(';')}) TO STDOUT", params) as copy:
         for data in copy:
             out.write(data)
             n += bytes(data).count(b"\n")
     return n
+
+
+def _tune_for_export(conn) -> None:
+    """Session settings for one long streaming query: no JIT (its compile time is not repaid by a projection),
+    enough memory to sort a year of one establishment's visits without spilling to disk."""
+    for statement in store.statements("export_session"):
+        conn.execute(statement)
 
 
 def _header(finess: str, start: date, end: date, extract: datetime) -> bytes:
@@ -77,22 +85,24 @@ def _header(finess: str, start: date, end: date, extract: datetime) -> bytes:
 _FOOTER = b"</PASSAGES>\n</OSCOUR>\n"
 
 
-def write_oscour(conn, path: Path, etab: str, start: date, end: date, extract: datetime) -> int:
-    """RPU 2006 file (UTF-8, declared) of an establishment's stored visits entered in [start, end]."""
+def _write_rpu_file(conn, path: Path, query_name: str, etab: str, start: date, end: date,
+                    extract: datetime) -> int:
+    """An RPU 2006 file (UTF-8, declared): the header, then the visits as rendered by the named query."""
     with open(path, "wb", buffering=COPY_CHUNK) as out:
         out.write(_header(etab, start, end, extract))
-        n = _copy_lines(conn, "export_oscour", {"etab": etab, "start": start, "end": end}, out)
+        n = _copy_lines(conn, query_name, {"etab": etab, "start": start, "end": end}, out)
         out.write(_FOOTER)
     return n
+
+
+def write_oscour(conn, path: Path, etab: str, start: date, end: date, extract: datetime) -> int:
+    """OSCOUR file of an establishment's stored visits entered in [start, end]."""
+    return _write_rpu_file(conn, path, "export_oscour", etab, start, end, extract)
 
 
 def write_atih(conn, path: Path, etab: str, start: date, end: date, extract: datetime) -> int:
     """Anonymised RPU file for ATIH (CODE_GEO and AGE instead of CP, COMMUNE and NAISSANCE)."""
-    with open(path, "wb", buffering=COPY_CHUNK) as out:
-        out.write(_header(etab, start, end, extract))
-        n = _copy_lines(conn, "export_atih", {"etab": etab, "start": start, "end": end}, out)
-        out.write(_FOOTER)
-    return n
+    return _write_rpu_file(conn, path, "export_atih", etab, start, end, extract)
 
 
 def write_ars(conn, path: Path, start: date, end: date, *, identifying: bool, etab: str | None = None) -> int:

@@ -52,8 +52,10 @@ def archive_copy(region: Region, path: Path, owner: str, name: str, sha256: str)
 
 
 def ingest_path(region: Region, db_url: str, path: Path, *, sender: str | None = None, name: str | None = None,
-                remote_path: str | None = None, progress=None) -> dict:
-    """Archive, check and load one local file; returns the receipt data (see `receipt_data`)."""
+                remote_path: str | None = None, progress=None, quality_gate: bool = True) -> dict:
+    """Archive, check and load one local file, then run the quality gate on its batch (accepted files, in a
+    transaction of its own after the load's: rpu.quality.run_gate); returns the receipt data (`receipt_data`).
+    `quality_gate=False` leaves the gate out (benchmarks measure the load alone)."""
     path = Path(path)
     name = name or path.name
     sha256, size = sha256_of(path)
@@ -69,6 +71,12 @@ def ingest_path(region: Region, db_url: str, path: Path, *, sender: str | None =
             outcome = store.load_file(conn, path, region=region, sender=sender, name=name, sha256=sha256, size=size,
                                       archive_path=archived, remote_path=remote_path, progress=progress)
             file_id = outcome.file_id
+        if quality_gate:
+            from rpu import quality
+
+            # also after a rerun: a crash between the load's commit and the gate's leaves the gate to do
+            if quality.gate_needed(conn, file_id):
+                quality.run_gate(conn, region, db_url, file_id)
         return receipt_data(conn, region, file_id)
 
 
@@ -106,7 +114,12 @@ def receipt_data(conn, region: Region, file_id: int) -> dict:
         "flags": row["flags"],
         "received_at": row["received_at"].astimezone(region.tz).isoformat(timespec="seconds"),
         "processed_at": row["processed_at"].astimezone(region.tz).isoformat(timespec="seconds"),
+        "quality": None,
     }
+    if not row["is_duplicate"] and row["status"] == "accepted":
+        from rpu import quality
+
+        out["quality"] = quality.file_quality(conn, file_id, region.tz)
     return out
 
 
@@ -135,7 +148,7 @@ def receipt_text(r: dict) -> str:
     if r["status"] == "rejected":
         lines.append("Le fichier entier est refusé : aucun passage n'a été enregistré. Corrigez et renvoyez-le.")
     if r["per_day"]:
-        lines.append("Passages enregistrés par jour d'entrée :")
+        lines.append("Passages acceptés dans le fichier, par jour d'entrée :")
         lines += [f"  {_fr_date(d)}  {n:6d}" for d, n in sorted(r["per_day"].items())]
     if r["days_kept_newer"]:
         lines.append("Jours non remplacés (une extraction plus récente est déjà enregistrée) : "
@@ -154,14 +167,56 @@ def receipt_text(r: dict) -> str:
     if r["warnings"]:
         lines.append("Avertissements :")
         lines += [f"  [{w['rule']}] {w['message']}" for w in r["warnings"]]
+    if r.get("quality"):
+        lines += _quality_lines(r["quality"])
     return "\n".join(lines) + "\n"
+
+
+def _fr_number(x: float, digits: int = 1) -> str:
+    return f"{x:,.{digits}f}".replace(",", " ").replace(".", ",")
+
+
+def _quality_lines(q: dict) -> list[str]:
+    """The quality gate's verdict in the receipt (rpu.quality.file_quality): failed expectations in plain words,
+    and whether the batch is held. FEDORU: none of this rejects the file."""
+    suites = ", ".join(f"{s['suite']} v{s['version']}" for s in q["suites"])
+    head = f"Contrôle qualité FEDORU (suites {suites}) : "
+    if q["status"] == "passed":
+        lines = [head + "tous les indicateurs sont atteints."]
+    elif q["status"] == "skipped":
+        lines = [head + "sans objet (aucun passage enregistré)."]
+    elif q["status"] == "error" and not q["failed"]:
+        lines = [head + "non effectué (incident technique à l'ORU, aucune action de votre part)."]
+    else:
+        lines = [head + f"{len(q['failed'])} indicateur(s) non atteint(s) (passages enregistrés quand même) :"]
+        for f in q["failed"]:
+            if f["unexpected_count"] is not None:
+                pct = f" ({_fr_number(f['unexpected_percent'])} %)" if f["unexpected_percent"] is not None else ""
+                what = f"{f['unexpected_count']} {f['unit']}{pct}".rstrip()
+            elif f["observed_value"] is not None:
+                what = f"valeur observée {f['observed_value']}"
+            else:
+                what = "non évalué"
+            lines.append(f"  [{f['name']}] {f['description']} : {what}{' — BLOQUANT' if f['blocking'] else ''}")
+        if q["status"] == "error":
+            lines.append("  (une partie du contrôle n'a pu être effectuée : incident technique à l'ORU)")
+    held = q["quarantine"]
+    if q["quarantined"]:
+        lines.append(f"LOT EN QUARANTAINE ({', '.join(held['expectations'])}) : ses passages sont conservés mais ne "
+                     "seront transmis (Santé publique France, ATIH, ARS) qu'après levée par l'ORU. Corrigez et "
+                     "renvoyez le fichier, ou contactez l'ORU.")
+    elif held:
+        lines.append(f"Quarantaine levée le {held['released_at']} par {held['released_by']} : le lot est transmis.")
+    return lines
 
 
 def summary(r: dict) -> dict:
     """What the DAG logs and returns through XCom: counts and rules only."""
     return {k: r[k] for k in ("file", "sender", "etab", "status", "visits", "visits_loaded", "visits_rejected",
                               "visits_flagged", "period_start", "period_end")} | {
-        "errors": [f"{e['rule']}@{e.get('line')}" for e in r["errors"][:20]]}
+        "errors": [f"{e['rule']}@{e.get('line')}" for e in r["errors"][:20]],
+        "quality": (r.get("quality") or {}).get("status"),
+        "quarantined": bool((r.get("quality") or {}).get("quarantined"))}
 
 
 # --- remote (SFTP) side ------------------------------------------------------------------------------------

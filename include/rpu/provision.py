@@ -491,6 +491,8 @@ def provision_database(admin_url: str, code: str, *, rotate: bool, password: str
             conn.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migration FROM {}").format(role))
             conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
             conn.execute(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {}").format(role))
+            # the quality gate creates (and drops) one view per batch in its own schema, never in public
+            conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA rpu_quality TO {}").format(role))
             # tables of later migrations (`rpu db migrate` with this admin account) get the same grants
             conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, "
                                  "DELETE ON TABLES TO {}").format(admin_role, role))

@@ -275,3 +275,31 @@ def test_rpu_export_writes_what_the_dag_sends(send_env, tmp_path, capsys):
         assert p.read_bytes() == (sent / p.name).read_bytes(), p.name
     assert main(["ledger", "--region", "demo", "--db", env.db_url, "--recipient", "invs"]) == 0
     assert f"RPU_{ACTIVE}_20261106_20261112.xml" in capsys.readouterr().out
+
+
+def test_export_escapes_values_and_computes_ages_at_the_edges(send_env, tmp_path):
+    """Values needing XML escaping survive the SQL rendering; AGE in whole years, birthdays and errors."""
+    from rpu import store
+
+    env = send_env
+    region = env.region()
+    cases = [("A&B <x> \\ y", "20/11/1950", "20/11/2026", "76"),    # birthday on the entry day
+             ("plain", "21/11/1950", "20/11/2026", "75"),           # the day before the birthday
+             ("a\ttab", "01/12/2026", "20/11/2026", "-1")]          # born after entry (a flagged visit)
+    visits = [visit(ENTREE=f"{entry} 10:0{i}", SORTIE=f"{entry} 11:00", MOTIF=motif, NAISSANCE=birth)
+              for i, (motif, birth, entry, _) in enumerate(cases)]
+    path = tmp_path / "edge.xml"
+    path.write_bytes(rpu_file(visits, finess=ACTIVE, debut="20/11/2026", fin="20/11/2026",
+                              extract="21/11/2026 02:00:00"))
+    assert intake.ingest_path(region, env.db_url, path, sender=ACTIVE)["status"] == "accepted"
+    out = tmp_path / "out"
+    with store.connection(env.db_url) as conn:
+        specs = exports.invs_specs(region, date(2026, 11, 21), [ACTIVE]) + \
+            exports.atih_specs(region, date(2026, 12, 2), [ACTIVE])
+        exports.write_to_dir(conn, region, specs, out)
+    oscour = parse_xml(out / specs[0].file_name)
+    motifs = {p.findtext("MOTIF") for p in oscour.iter("PATIENT")}
+    assert {"A&B <x> \\ y", "a\ttab", "plain"} <= motifs
+    atih = parse_xml(out / specs[1].file_name)
+    ages = {p.findtext("MOTIF"): p.findtext("AGE") for p in atih.iter("PATIENT")}
+    assert [ages[m] for m, *_ in cases] == [c[3] for c in cases]

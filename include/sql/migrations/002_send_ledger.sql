@@ -34,28 +34,38 @@ CREATE TABLE pmsi_geo (
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Exports are rendered by PostgreSQL itself (one line of text per visit, streamed by COPY ... TO STDOUT):
--- these helpers write an XML element with its text escaped. Backslash, tab and newlines become character
--- references so that a line of COPY's text output is the XML as is.
-CREATE FUNCTION rpu_xml_escape(value text) RETURNS text
+-- Exports are rendered by PostgreSQL itself (one line of text per visit, streamed by COPY ... TO STDOUT), with
+-- one format() per visit. Templates are written with chr(1)/chr(2) standing for the tags' < and > (neither can
+-- occur in XML text): a line is then either escaped whole when one of its values holds &, <, >, \, tab or a
+-- newline (rare: rpu_xml_line) or just given its brackets back (rpu_xml_brackets). Backslash, tab and
+-- newlines become character references, so that a line of COPY's text output is the XML as is.
+CREATE FUNCTION rpu_xml_template(template text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURNS NULL ON NULL INPUT
-AS $$ SELECT replace(replace(replace(replace(replace(replace(replace(
-        value, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), E'\\', '&#92;'), E'\t', '&#9;'), E'\n', '&#10;'),
-        E'\r', '&#13;') $$;
+AS $$ SELECT replace(replace(template, '<', chr(1)), '>', chr(2)) $$;
 
-CREATE FUNCTION rpu_el(tag text, value text) RETURNS text
+CREATE FUNCTION rpu_xml_brackets(line text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURNS NULL ON NULL INPUT
+AS $$ SELECT replace(replace(line, chr(1), '<'), chr(2), '>') $$;
+
+CREATE FUNCTION rpu_xml_line(line text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURNS NULL ON NULL INPUT
+AS $$ SELECT rpu_xml_brackets(replace(replace(replace(replace(replace(replace(replace(
+        line, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), E'\\', '&#92;'), E'\t', '&#9;'), E'\n', '&#10;'),
+        E'\r', '&#13;')) $$;
+
+-- The children of LISTE_DA / LISTE_ACTES (empty for an empty list).
+CREATE FUNCTION rpu_xml_items(child text, vals text[]) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT '<' || tag || '>' || coalesce(rpu_xml_escape(value), '') || '</' || tag || '>' $$;
+AS $$ SELECT CASE WHEN cardinality(vals) > 0 THEN
+        chr(1) || child || chr(2)
+        || array_to_string(vals, chr(1) || '/' || child || chr(2) || chr(1) || child || chr(2))
+        || chr(1) || '/' || child || chr(2)
+        ELSE '' END $$;
 
--- <LISTE_DA><DA>…</DA>…</LISTE_DA>: chr(1) cannot occur in XML text, so it safely separates the values.
-CREATE FUNCTION rpu_list(tag text, child text, vals text[]) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT '<' || tag || '>' || CASE WHEN cardinality(vals) > 0 THEN
-        '<' || child || '>' || replace(rpu_xml_escape(array_to_string(vals, chr(1))), chr(1),
-                                       '</' || child || '><' || child || '>') || '</' || child || '>'
-        ELSE '' END || '</' || tag || '>' $$;
-
--- Age in whole years at a date (NULL when unknown).
+-- Age in whole years at a date (NULL when unknown). Integer arithmetic on YYYYMMDD numbers: several times
+-- cheaper than age(), which matters once per visit in an export of millions.
 CREATE FUNCTION rpu_age(birth date, at date) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURNS NULL ON NULL INPUT
-AS $$ SELECT extract(year FROM age(at, birth))::integer $$;
+AS $$ SELECT floor(((date_part('year', at) * 10000 + date_part('month', at) * 100 + date_part('day', at))
+                  - (date_part('year', birth) * 10000 + date_part('month', birth) * 100 + date_part('day', birth)))
+                 / 10000)::integer $$;

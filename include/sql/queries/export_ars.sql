@@ -9,4 +9,5 @@ SELECT etab AS "FINESS", cp AS "CP", {identifying} rpu_age(naissance, entry_date
        (extract(epoch FROM sortie - entree) / 60)::integer AS "DUREE_MIN"
 FROM visit
 WHERE entry_date BETWEEN %(start)s AND %(end)s AND (%(etab)s::text IS NULL OR etab = %(etab)s)
+  AND NOT EXISTS (SELECT 1 FROM quality_quarantine q WHERE q.file_id = visit.file_id AND q.released_at IS NULL)
 ORDER BY etab, entree, file_id, idx

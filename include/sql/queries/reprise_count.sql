@@ -3,3 +3,4 @@
 SELECT count(*) AS visits
 FROM visit
 WHERE etab = %(etab)s AND entry_date BETWEEN %(start)s AND %(end)s
+  AND NOT EXISTS (SELECT 1 FROM quality_quarantine q WHERE q.file_id = visit.file_id AND q.released_at IS NULL)

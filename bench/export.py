@@ -1,0 +1,143 @@
+"""Benchmark of the ATIH export (the largest send: a region's whole year in December).
+
+    python bench/export.py [--visits N] [--db URL] [--keep]
+
+Loads N visits for one establishment and 3N for another (a synthetic file of SEED visits ingested through the
+real intake, then copied server-side with shifted entry dates over the year 2025), then measures, in the same
+run, each in its own child process:
+
+  copy_s       a bare `COPY (SELECT <every column> FROM visit WHERE etab = … AND entry_date in 2025) TO STDOUT`
+               of the N visits, read and thrown away: the floor of any export;
+  export_s     the ATIH export of the same N visits, as the send DAG builds it (rpu.exports.atih_specs →
+               build: pmsi_geo check, anonymisation and XML rendering in PostgreSQL, streamed into a file);
+  ratio        export_s / copy_s (target ≤ 2);
+  peak_rss_mb_n, peak_rss_mb_3n
+               peak RSS (VmHWM) of the export child for N and for 3N visits (target: within 20 %).
+
+The last line printed is one JSON object with every figure.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (bench_database, emit_json, env_for_children, exit_on_sigterm, note,  # noqa: E402
+                     print_table, run_measured)
+
+RATIO_TARGET = 2.0
+RSS_TOLERANCE = 0.20
+SEED_VISITS = 50_000
+RUN_DAY = date(2026, 1, 2)            # a monthly ATIH run on 2 January: the whole year 2025
+
+
+def seed(region, db_url: str, tmp: Path, targets: dict[str, int]) -> dict:
+    """Ingest a synthetic file once, then copy its visits server-side up to `targets[etab]` visits each."""
+    from rpu import intake, store, synth
+
+    src = region.establishments[2].finess
+    path = synth.big_file(tmp / "seed.xml", src, SEED_VISITS, start=date(2025, 1, 1))
+    t0 = time.perf_counter()
+    r = intake.ingest_path(region, db_url, path, sender=src)
+    assert r["status"] == "accepted", r["errors"][:3]
+    with store.connection(db_url) as conn, conn.transaction():
+        for etab, n in targets.items():
+            conn.execute(store.query("bench_export_fill"), {"src": src, "etab": etab, "n": n})
+        conn.execute("ANALYZE visit")
+    return {"seed_s": time.perf_counter() - t0}
+
+
+def measure_copy(db_url: str, etab: str, start: date, end: date) -> dict:
+    from rpu import store
+
+    with store.connection(db_url) as conn:
+        t0, c0 = time.perf_counter(), time.process_time()
+        size = 0
+        lines = 0
+        with conn.cursor().copy(f"COPY ({store.query('bench_export_bare').rstrip().rstrip(';')}) TO STDOUT",
+                                {"etab": etab, "start": start, "end": end}) as copy:
+            for data in copy:
+                size += len(data)
+                lines += bytes(data).count(b"\n")
+        return {"copy_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "rows": lines,
+                "bytes": size}
+
+
+def measure_export(region, db_url: str, etab: str, out: Path) -> dict:
+    from rpu import exports, store
+
+    spec = exports.atih_specs(region, RUN_DAY, [etab])[0]
+    with store.connection(db_url) as conn:
+        t0, c0 = time.perf_counter(), time.process_time()
+        visits = spec.build(conn, out)
+        return {"export_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "visits": visits,
+                "bytes": out.stat().st_size, "period": f"{spec.start} → {spec.end}"}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--visits", type=int, default=1_000_000, help="N (default 1,000,000); 3N are loaded too")
+    p.add_argument("--db", help="postgresql:// URL of a server to use instead of starting one")
+    p.add_argument("--keep", action="store_true", help="keep the benchmark database and temp files")
+    args = p.parse_args(argv)
+    exit_on_sigterm()
+    tmp = Path(tempfile.mkdtemp(prefix="rpu-bench-export-"))
+    os.chmod(tmp, 0o755)
+    try:
+        env_for_children(RPU_DATA_DIR=str(tmp / "data"))
+        from rpu.config import get_region
+
+        region = get_region("demo")
+        e_n, e_3n = region.establishments[3].finess, region.establishments[4].finess
+        n = args.visits
+        with bench_database(args.db, keep=args.keep) as db:
+            note(f"loading {n:,} + {3 * n:,} visits …")
+            s = seed(region, db.url, tmp, {e_n: n, e_3n: 3 * n})
+            start, end = date(2025, 1, 1), date(2025, 12, 31)
+            db.checkpoint()
+            note("bare COPY of the N visits …")
+            c = run_measured(measure_copy, db.url, e_n, start, end, server_cpu=db.server_cpu_s)
+            note("ATIH export of the N visits …")
+            x = run_measured(measure_export, region, db.url, e_n, tmp / "atih_n.xml", server_cpu=db.server_cpu_s)
+            (tmp / "atih_n.xml").unlink()
+            note("ATIH export of the 3N visits …")
+            x3 = run_measured(measure_export, region, db.url, e_3n, tmp / "atih_3n.xml", server_cpu=db.server_cpu_s)
+            where = db.where
+        ratio = x["export_s"] / c["copy_s"]
+        rss_diff = abs(x3["peak_rss_mb"] - x["peak_rss_mb"]) / x["peak_rss_mb"]
+        figures = {
+            "visits": n, "copy_s": round(c["copy_s"], 3), "export_s": round(x["export_s"], 3),
+            "ratio": round(ratio, 3), "export_3n_s": round(x3["export_s"], 3),
+            "peak_rss_mb_n": round(x["peak_rss_mb"], 1), "peak_rss_mb_3n": round(x3["peak_rss_mb"], 1),
+            "rows_copied": c["rows"], "visits_exported": x["visits"], "visits_exported_3n": x3["visits"],
+            "file_mb_n": round(x["bytes"] / 2**20, 1), "seed_s": round(s["seed_s"], 1),
+            "ratio_ok": ratio <= RATIO_TARGET, "rss_flat": rss_diff <= RSS_TOLERANCE,
+        }
+        yes = {True: "yes", False: "NO"}
+        print_table(f"ATIH export benchmark — {n:,} visits (and {3 * n:,})", [
+            ("PostgreSQL", where), ("machine", f"{os.cpu_count()} CPUs"), ("period", x["period"]), None,
+            ("bare COPY (N)", f"{c['copy_s']:8.2f} s  {c['rows']:,} rows, {c['bytes'] / 2**20:,.0f} MiB"),
+            ("ATIH export (N)", f"{x['export_s']:8.2f} s  {x['visits']:,} visits, {x['bytes'] / 2**20:,.0f} MiB"),
+            ("ATIH export (3N)", f"{x3['export_s']:8.2f} s  {x3['visits']:,} visits"), None,
+            ("ratio export/COPY", f"{ratio:.2f}   target ≤ {RATIO_TARGET}: {yes[ratio <= RATIO_TARGET]}"),
+            ("peak RSS N vs 3N", f"{x['peak_rss_mb']:.0f} vs {x3['peak_rss_mb']:.0f} MiB "
+                                 f"({(x3['peak_rss_mb'] - x['peak_rss_mb']) / x['peak_rss_mb']:+.0%})   "
+                                 f"target within {RSS_TOLERANCE:.0%}: {yes[rss_diff <= RSS_TOLERANCE]}"),
+            ("check", "visit counts " + ("match" if c["rows"] == x["visits"] == n and x3["visits"] == 3 * n
+                                         else "DO NOT MATCH")),
+        ])
+        emit_json(figures)
+        return 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

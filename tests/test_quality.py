@@ -1,0 +1,562 @@
+"""Data quality with Great Expectations (rpu.quality): the suites, their agreement with rpu_format, the XSD and
+the per-visit rules, each expectation failing on a crafted batch, and the gate on a real PostgreSQL (results
+stored, receipts, blocking and quarantine, release, the gate's own failures). The DAG runs are in
+tests/dags/test_quality_gate.py."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import re
+from collections import Counter
+from datetime import date, datetime, timedelta
+
+import psycopg
+import pytest
+from lxml import etree
+
+from rpu import intake, quality, store, xsd
+from rpu import rpu_format as F
+from rpu.checks import check_file
+from rpu.cli import main
+from rpu.config import get_region
+from rpu.problems import QUALITY, RULES
+from rpu_xml import rpu_file, visit
+
+ETAB = "990000127"
+XS = "{http://www.w3.org/2001/XMLSchema}"
+NAMES = list(quality.catalogue())
+VISIT_NAMES = [e["meta"]["name"] for e in quality.load(quality.VISIT_SUITE)["expectations"]]
+
+
+# --- suites: generated, committed, loadable ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", quality.SUITES)
+def test_committed_suites_are_the_generated_ones(name):
+    assert quality.suite_path(name).read_text(encoding="utf-8") == quality.render(name), \
+        "run `python -m rpu.quality --write` and commit include/expectations/"
+
+
+@pytest.mark.parametrize("name", quality.SUITES)
+def test_suites_load_in_gx_as_written(name):
+    doc = quality.load(name)
+    suite = quality.gx_suite(name)
+    assert len(suite.expectations) == len(doc["expectations"])
+    back = suite.to_json_dict()["expectations"]
+    for written, loaded in zip(doc["expectations"], back):
+        assert loaded["type"] == written["type"]
+        assert loaded["meta"] == written["meta"]
+        assert loaded["kwargs"] == written["kwargs"], written["meta"]["name"]
+
+
+def test_every_expectation_has_a_stable_unique_name_and_french_words():
+    names = [e["meta"]["name"] for s in quality.SUITES for e in quality.load(s)["expectations"]]
+    assert len(names) == len(set(names))
+    for s in quality.SUITES:
+        doc = quality.load(s)
+        assert doc["meta"]["version"] == quality.suite_version(doc["expectations"])
+        for e in doc["expectations"]:
+            assert re.fullmatch(r"[A-Z][A-Z_]+", e["meta"]["name"])
+            assert e["meta"]["description"] and e["meta"]["unit"] in (quality.PASSAGES, quality.JOURS, "")
+            columns = [v for k, v in e["kwargs"].items() if k.startswith("column")]
+            assert set(columns) <= set(quality.BATCH_COLUMNS if s == quality.VISIT_SUITE else quality.DAY_COLUMNS)
+
+
+def test_a_changed_rule_changes_the_version():
+    doc = quality.build(quality.VISIT_SUITE)
+    changed = json.loads(json.dumps(doc["expectations"]))
+    changed[0]["kwargs"]["value_set"].append("Z")
+    assert quality.suite_version(changed) != doc["meta"]["version"]
+
+
+# --- one source of truth: rpu_format ↔ XSD ↔ suites ↔ per-visit rules ---------------------------------------
+
+def _by_name() -> dict[str, dict]:
+    return {e["meta"]["name"]: e for s in quality.SUITES for e in quality.load(s)["expectations"]}
+
+
+def _xsd():
+    root = etree.parse(str(xsd.XSD_PATH), etree.XMLParser(resolve_entities=False, no_network=True)).getroot()
+    domains = {st.get("name")[len("domain_"):]: [x.get("value") for x in st.iterfind(f"{XS}restriction/{XS}enumeration")]
+               for st in root.iterfind(f"{XS}simpleType") if st.get("name").startswith("domain_")}
+    formats = {st.get("name")[len("format_"):]: st.find(f"{XS}restriction/{XS}pattern").get("value")
+               for st in root.iterfind(f"{XS}simpleType") if st.get("name").startswith("format_")}
+    return domains, formats
+
+
+def test_every_per_visit_quality_rule_is_an_expectation_with_its_words():
+    by_name = _by_name()
+    rules = [r for r, (level, _) in RULES.items() if level == QUALITY]
+    assert set(rules) <= set(VISIT_NAMES)
+    for rule in rules:
+        assert by_name[rule]["meta"]["description"].startswith(RULES[rule][1]), rule
+
+
+def test_value_sets_are_the_xsd_enumerations_and_the_domains():
+    by_name = _by_name()
+    domains, _ = _xsd()
+    for item, values in F.DOMAINS.items():
+        e = by_name[f"{item}_DOMAIN"]
+        assert e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == item.lower()
+        assert e["kwargs"]["value_set"] == list(values) == domains[item]
+
+
+def test_format_regexes_are_the_xsd_patterns():
+    by_name = _by_name()
+    _, formats = _xsd()
+    assert by_name["CP_FORMAT"]["kwargs"]["regex"] == quality.full_regex(formats["CP"])
+    assert by_name["DP_FORMAT"]["kwargs"]["regex"] == quality.full_regex(formats["CIM10"])
+    assert by_name["DA_FORMAT"]["kwargs"]["regex"] == quality.list_violation_regex(formats["CIM10"])
+    assert by_name["ACTE_FORMAT"]["kwargs"]["regex"] == quality.list_violation_regex(formats["CCAM"])
+    assert (formats["CP"], formats["CIM10"], formats["CCAM"]) == (F.CP_RE, F.CIM10_RE, F.CCAM_RE)
+
+
+def test_bounds_and_coherence_tables_come_from_rpu_format():
+    by_name = _by_name()
+    assert by_name["AGE_RANGE"]["kwargs"] == {"column": "age", "min_value": 0, "max_value": F.MAX_AGE_YEARS}
+    assert by_name["DURATION_TOO_LONG"]["kwargs"]["max_value"] == F.MAX_DURATION_HOURS * 60
+    for rule, mode, item, table in quality.COHERENCE:
+        kw = by_name[rule]["kwargs"]
+        assert kw["column"] == quality.pair_column(mode, item)
+        assert {tuple(p.split(quality.PAIR_SEP)) for p in kw["value_set"]} == \
+            {(m, v) for m, vs in table.items() for v in vs if v}
+        assert kw["row_condition"]["parameter"] == list(table)
+    for item in quality.COMPLETENESS_ITEMS:
+        assert by_name[f"COMPLETENESS_{item}"]["kwargs"]["mostly"] == quality.COMPLETENESS_MIN == 0.8
+    assert by_name["COMPLETENESS_ORIENT"]["kwargs"]["row_condition"]["parameter"] == ["6", "7"]
+    assert by_name["COMPLETENESS_DP"]["kwargs"]["row_condition"]["conditions"][1]["parameter"] == list(F.ORIENT_HOME)
+
+
+def test_list_regex_flags_a_list_exactly_when_one_code_is_not_of_the_format():
+    rng = random.Random(5)
+    alphabet = "ABDEQPZ0123456789+.x "
+    for element, one in ((F.CIM10_RE, F.cim10), (F.CCAM_RE, F.ccam)):
+        violation = re.compile(quality.list_violation_regex(element))
+        for _ in range(3000):
+            codes = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))) for _ in range(rng.randint(1, 4))]
+            if rng.random() < 0.5:
+                codes = [rng.choice(["R074", "I10", "R53+1", "DEQP003", "ZZQK0021", "M62890"]) for _ in codes]
+            expected_bad = not all(one(c) for c in codes)
+            assert bool(violation.search(quality.LIST_SEP.join(codes))) == expected_bad, codes
+
+
+# --- in memory (pandas engine): each expectation fails on a crafted batch, passes on a clean one -------------
+
+HOSP = {"MODE_SORTIE": "6", "DESTINATION": "1", "ORIENT": "MED"}
+
+
+def _clean() -> list[dict]:
+    return [visit(ENTREE=f"01/11/2026 {8 + i:02d}:{i:02d}", SORTIE=f"01/11/2026 {9 + i:02d}:30", **(HOSP if i < 3 else {}))
+            for i in range(10)]
+
+
+def _crafted(name: str) -> list[dict]:
+    """A batch where expectation `name` fails (the other ones may fail too)."""
+    vs = _clean()
+    one = {"CP_FORMAT": {"CP": "7501"}, "DP_FORMAT": {"DP": "zz"}, "DA_FORMAT": {"LISTE_DA": ["I10", "1AB"]},
+           "ACTE_FORMAT": {"LISTE_ACTES": ["DEQP003", "bad"]}, "NAISSANCE_INVALID": {"NAISSANCE": "1980-02-01"},
+           "AGE_RANGE": {"NAISSANCE": "01/02/1880"}, "SORTIE_INVALID": {"SORTIE": "31/11/2026 10:00"},
+           "DURATION_NEGATIVE": {"SORTIE": "01/11/2026 07:00"}, "DURATION_TOO_LONG": {"SORTIE": "05/11/2026 07:00"},
+           "PROVENANCE_INCOHERENT": {"MODE_ENTREE": "8", "PROVENANCE": "1"},
+           "DESTINATION_INCOHERENT": {"MODE_SORTIE": "8", "DESTINATION": "1", "ORIENT": ""},
+           "ORIENT_INCOHERENT": {"MODE_SORTIE": "6", "DESTINATION": "1", "ORIENT": "FUGUE"}}
+    if name in one:
+        vs[5].update(one[name])
+    elif name.endswith("_DOMAIN"):
+        vs[5][name[: -len("_DOMAIN")]] = "X"
+    elif name.startswith("COMPLETENESS_"):
+        item = name[len("COMPLETENESS_"):]
+        for v in vs[:3] if item in ("DESTINATION", "ORIENT") else vs[:5]:   # the 3 hospitalised, or 5 of 10
+            v[item] = ""
+    else:
+        raise AssertionError(f"no crafted batch for {name}")
+    return vs
+
+
+def _frame(tmp_path, visits, name="f.xml"):
+    path = tmp_path / name
+    path.write_bytes(rpu_file(visits))
+    sink = quality.FrameSink()
+    report = check_file(path, sink=sink)
+    assert report.accepted and report.visits_rejected == 0
+    return report, sink.frame()
+
+
+@pytest.fixture(scope="module")
+def pandas_source():
+    return quality._context().data_sources.add_pandas("test")
+
+
+def _run(source, frame, suite=quality.VISIT_SUITE, params=None, only=None) -> dict[str, dict]:
+    batch = source.add_dataframe_asset(f"a{random.random()}").add_batch_definition_whole_dataframe("all").get_batch(
+        batch_parameters={"dataframe": frame})
+    return {o["name"]: o for o in quality._validate(batch, suite, params, two_pass=False, only=only)}
+
+
+def test_the_clean_batch_passes_every_visit_expectation(tmp_path, pandas_source):
+    _, frame = _frame(tmp_path, _clean())
+    results = _run(pandas_source, frame)
+    assert list(results) == VISIT_NAMES
+    assert [n for n, o in results.items() if not o["success"]] == []
+
+
+@pytest.mark.parametrize("name", VISIT_NAMES)
+def test_each_visit_expectation_fails_on_its_crafted_batch(tmp_path, pandas_source, name):
+    report, frame = _frame(tmp_path, _crafted(name))
+    o = _run(pandas_source, frame, only={name})[name]
+    assert not o["success"] and o["error"] is None and o["unexpected_count"] >= 1, o
+    if name in RULES:   # and the per-visit rule of the same name flags as many visits
+        assert report.flags[name] == o["unexpected_count"]
+
+
+def test_dp_completeness_leaves_out_patients_gone_without_care(tmp_path, pandas_source):
+    vs = _clean()
+    for v in vs[3:8]:
+        v.update(DP="", MODE_SORTIE="8", ORIENT="FUGUE")
+    _, frame = _frame(tmp_path, vs)
+    assert _run(pandas_source, frame, only={"COMPLETENESS_DP"})["COMPLETENESS_DP"]["success"]
+
+
+def test_completeness_passes_at_80_percent(tmp_path, pandas_source):
+    vs = _clean()
+    for v in vs[:2]:
+        v["MOTIF"] = ""
+    _, frame = _frame(tmp_path, vs)
+    o = _run(pandas_source, frame, only={"COMPLETENESS_MOTIF"})["COMPLETENESS_MOTIF"]
+    assert o["success"] and o["unexpected_count"] == 2 and o["unexpected_percent"] == 20.0
+
+
+def test_fedoru_baseline_drops_low_days_before_mu_and_sigma():
+    assert quality.fedoru_baseline([100] * 6) is None            # not enough history
+    history = [100, 104, 96, 102, 98, 100, 0, 101]                # one day without data
+    mu, sigma = quality.fedoru_baseline(history)
+    assert 99 < mu < 101 and sigma < 3                            # the empty day is dropped
+    p = quality.count_parameters(history, 7)
+    assert p["day_min"] == round(mu - 3 * sigma, 2) and p["row_count_max"] > 7 * mu > p["row_count_min"]
+    assert quality.count_parameters([], 7)["day_min"] == 0
+
+
+@pytest.mark.parametrize("name,days,history,fails", [
+    ("DAY_COUNT_LOW", [100, 98, 5], [100, 102, 98, 101, 99, 100, 97], True),
+    ("DAY_COUNT_LOW", [100, 98, 97], [100, 102, 98, 101, 99, 100, 97], False),
+    ("ROW_COUNT", [200, 210, 190], [100, 102, 98, 101, 99, 100, 97], True),
+    ("ROW_COUNT", [100, 98, 101], [100, 102, 98, 101, 99, 100, 97], False),
+    ("DAY_COUNT_LOW", [100, 98, 5], [100, 102], False),           # no history: no bound
+])
+def test_batch_expectations_against_recent_days(pandas_source, name, days, history, fails):
+    per_day = {date(2026, 11, 1) + timedelta(days=i): n for i, n in enumerate(days)}
+    o = _run(pandas_source, quality.days_frame(per_day), quality.BATCH_SUITE,
+             quality.count_parameters(history, len(days)), only={name})[name]
+    assert o["success"] is not fails and o["error"] is None, o
+
+
+def test_validate_quality_in_memory_agrees_with_the_per_visit_rules(tmp_path):
+    from rpu import synth
+
+    visits = synth.visits_for_day(ETAB, date(2026, 11, 1), 3, 60)
+    path = tmp_path / "q.xml"
+    synth.write_file(path, ETAB, [synth._corrupt(v, case) for v, case in zip(visits, synth.QUALITY_CASES)]
+                     + visits[len(synth.QUALITY_CASES):], extract=datetime(2026, 11, 2, 3), period=(date(2026, 11, 1), date(2026, 11, 1)))
+    report, runs = quality.check_file_quality(path)
+    assert report.flags, "the crafted file carries quality problems"
+    results = {o["name"]: o for r in runs for o in r["results"]}
+    assert set(results) == set(NAMES)
+    for rule in (r for r, (level, _) in RULES.items() if level == QUALITY):
+        assert (results[rule]["unexpected_count"] or 0) == report.flags.get(rule, 0), rule
+
+
+def test_validate_cli_adds_a_quality_section(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RPU_REGIONS_DIR", raising=False)
+    vs = _clean()
+    vs[0]["SEXE"] = "X"
+    (tmp_path / "a.xml").write_bytes(rpu_file(vs))
+    assert main(["validate", "--quality", "--json", "--region", "demo", str(tmp_path / "a.xml")]) == 0
+    d = json.loads(capsys.readouterr().out)
+    by = {q["name"]: q for q in d["quality"]}
+    assert set(by) == set(NAMES)
+    assert {k: by["SEXE_DOMAIN"][k] for k in ("success", "unexpected_count", "unexpected_percent")} == \
+        {"success": False, "unexpected_count": 1, "unexpected_percent": 10.0}
+    assert by["CP_FORMAT"]["success"] is True and by["CP_FORMAT"]["unexpected_count"] == 0
+    assert main(["validate", "--quality", str(tmp_path / "a.xml")]) == 0
+    assert "[SEXE_DOMAIN] non satisfaite : 1 (10.0 %)" in capsys.readouterr().out
+    # a rejected file has no quality section
+    (tmp_path / "b.xml").write_bytes(rpu_file(vs)[:-40])
+    assert main(["validate", "--quality", "--json", str(tmp_path / "b.xml")]) == 1
+    assert json.loads(capsys.readouterr().out)["quality"] is None
+
+
+# --- on PostgreSQL: the gate ------------------------------------------------------------------------------
+
+@pytest.fixture
+def db(fresh_db):
+    store.migrate(fresh_db)
+    return fresh_db
+
+
+@pytest.fixture
+def region(tmp_path):
+    return dataclasses.replace(get_region("demo"), archive_dir=tmp_path / "archive")
+
+
+def q(db, sql, *params):
+    with psycopg.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def ingest(region, db, tmp_path, visits, name="f.xml", **kw):
+    path = tmp_path / name
+    path.write_bytes(rpu_file(visits, **{k: kw.pop(k) for k in ("debut", "fin", "extract") if k in kw}))
+    return intake.ingest_path(region, db, path, sender=ETAB, **kw)
+
+
+def _diverse() -> list[dict]:
+    """Visits covering every column's edge cases (dots, case, lists, seconds, unreadable dates, coherence)."""
+    vs = [_crafted(n)[5] for n in VISIT_NAMES if not n.startswith("COMPLETENESS_")]
+    vs += [visit(DP="r07.4", LISTE_DA=["i10", "R53 +1", "E11.9"], LISTE_ACTES=[]),
+           visit(ENTREE="01/11/2026 10:12:33", SORTIE="01/11/2026 11:00:07", NAISSANCE="01/11/2026"),
+           visit(NAISSANCE="02/11/2026"), visit(CP="", COMMUNE="", SEXE="", MODE_ENTREE="", PROVENANCE="",
+                                                 TRANSPORT="", TRANSPORT_PEC="", MOTIF="", GRAVITE="", DP="",
+                                                 LISTE_DA=[], LISTE_ACTES=[], SORTIE="", MODE_SORTIE="",
+                                                 DESTINATION="", ORIENT=""),
+           visit(MODE_SORTIE="9", DESTINATION="1", ORIENT="REA"), visit(MODE_ENTREE="0", PROVENANCE="1"),
+           visit(NAISSANCE="01/11/1906"), visit(NAISSANCE="02/11/1905")]
+    return vs
+
+
+def _norm(rows):
+    return Counter(tuple(round(x, 6) if isinstance(x, float) else x for x in r) for r in rows)
+
+
+def test_the_sql_batch_is_the_python_batch(db, region, tmp_path):
+    """quality_batch_view.sql (gate) and batch_values (rpu validate --quality) give the same rows."""
+    vs = _diverse()
+    r = ingest(region, db, tmp_path, vs, quality_gate=False)
+    _, frame = _frame(tmp_path, vs, "same.xml")
+    with store.connection(db) as conn, quality._batch_view(conn, r["file_id"]) as view:
+        cur = conn.execute(f"SELECT * FROM rpu_quality.{view}")
+        assert tuple(c.name for c in cur.description) == quality.BATCH_COLUMNS
+        sql_rows = [tuple(float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in row)
+                    for row in cur.fetchall()]
+    py_rows = [tuple(None if isinstance(x, float) and math.isnan(x) else (float(x) if isinstance(x, int) else x)
+                     for x in row) for row in frame.itertuples(index=False, name=None)]
+    assert _norm(sql_rows) == _norm(py_rows)
+    assert not q(db, "SELECT viewname FROM pg_views WHERE schemaname = 'rpu_quality'")   # dropped afterwards
+
+
+def test_gate_sql_results_equal_the_in_memory_ones_and_the_per_visit_flags(db, region, tmp_path):
+    vs = _diverse()
+    r = ingest(region, db, tmp_path, vs)
+    _, frame = _frame(tmp_path, vs, "same.xml")
+    memory = {o["name"]: o for run in quality.validate_frames(frame, {date(2026, 11, 1): len(vs)}) for o in
+              run["results"]}
+    stored = dict(q(db, "SELECT expectation, unexpected_count FROM quality_result"))
+    assert set(stored) == set(NAMES)
+    for name in VISIT_NAMES:
+        assert stored[name] == memory[name]["unexpected_count"], name
+    flags = r["flags"]
+    for rule in (x for x, (level, _) in RULES.items() if level == QUALITY):
+        assert stored[rule] == flags.get(rule, 0), rule
+
+
+def test_gate_stores_summary_results_and_the_receipt_lists_failures_in_plain_words(db, region, tmp_path):
+    vs = _clean()
+    vs[0]["SEXE"] = "X"
+    vs[1]["SEXE"] = "9"
+    r = ingest(region, db, tmp_path, vs)
+    runs = q(db, "SELECT suite, suite_version, status, engine, error, duration_s > 0 FROM quality_run ORDER BY suite")
+    assert runs == [("rpu_batch", quality.load("rpu_batch")["meta"]["version"], "passed", "pandas", None, True),
+                    ("rpu_visit", quality.load("rpu_visit")["meta"]["version"], "failed", "sql", None, True)]
+    [(count, pct, details, blocking)] = q(db, "SELECT unexpected_count, unexpected_percent, details, blocking "
+                                             "FROM quality_result WHERE expectation = 'SEXE_DOMAIN'")
+    assert (count, pct, blocking) == (2, 20.0, False)
+    assert sorted(details["partial_unexpected_list"]) == ["9", "X"]          # SUMMARY details of a failure
+    assert q(db, "SELECT count(*) FROM quality_result WHERE success") == [(len(NAMES) - 1,)]
+    assert r["quality"]["status"] == "failed" and not r["quality"]["quarantined"]
+    text = intake.receipt_text(r)
+    assert "[SEXE_DOMAIN] valeur de SEXE hors nomenclature (M, F, I) : 2 passage(s) (20,0 %)" in text
+    assert "QUARANTAINE" not in text and "BLOQUANT" not in text
+    assert q(db, "SELECT count(*) FROM quality_quarantine") == [(0,)]
+    # a clean file: one line
+    r = ingest(region, db, tmp_path, _clean(), name="g.xml", extract="03/11/2026 03:00:00")
+    assert "tous les indicateurs sont atteints" in intake.receipt_text(r)
+
+
+def test_a_big_batch_gets_fresh_planner_statistics_first(db, region, tmp_path):
+    reltuples = "SELECT reltuples FROM pg_class WHERE oid = 'visit'::regclass"
+    assert q(db, reltuples) == [(-1,)]           # never analyzed: the planner knows nothing of the batch
+    ingest(region, db, tmp_path, _clean())
+    assert q(db, reltuples) == [(10,)]
+
+
+def test_no_load_of_the_establishment_changes_the_batch_while_the_gate_reads_it(db, region, tmp_path):
+    import threading
+
+    path = tmp_path / "f.xml"
+    path.write_bytes(rpu_file(_clean()))
+    loaded = threading.Event()
+
+    def load():
+        intake.ingest_path(region, db, path, sender=ETAB, quality_gate=False)
+        loaded.set()
+
+    with store.connection(db) as conn, quality._establishment_lock(conn, ETAB):   # what run_gate holds
+        loader = threading.Thread(target=load)
+        loader.start()
+        assert not loaded.wait(1.5)              # store.load_file waits for the same lock
+    loader.join(60)
+    assert loaded.is_set()
+
+
+def _exported(db, etab=ETAB, start=date(2026, 10, 26), end=date(2026, 11, 1)) -> dict[str, int]:
+    with store.connection(db) as conn:
+        params = {"etab": etab, "start": start, "end": end}
+        return {
+            "counts": sum(n for _, _, n in conn.execute(store.query("export_counts"), params)),
+            "oscour": len(conn.execute(store.query("export_oscour"), params).fetchall()),
+            "atih": len(conn.execute(store.query("export_atih"), params).fetchall()),
+            "ars": len(conn.execute(store.query("export_ars").format(identifying=""), params).fetchall()),
+        }
+
+
+def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_path, capsys):
+    region = dataclasses.replace(region, quality_blocking=("SEXE_DOMAIN", "COMPLETENESS_MOTIF"))
+    vs = _clean()
+    vs[0]["SEXE"] = "X"
+    r = ingest(region, db, tmp_path, vs)
+    assert r["status"] == "accepted" and r["visits_loaded"] == 10          # kept, never rejected
+    assert r["quality"]["quarantined"] and r["quality"]["quarantine"]["expectations"] == ["SEXE_DOMAIN"]
+    text = intake.receipt_text(r)
+    assert "— BLOQUANT" in text and "LOT EN QUARANTAINE (SEXE_DOMAIN)" in text
+    assert _exported(db) == {"counts": 0, "oscour": 0, "atih": 0, "ars": 0}
+    assert q(db, "SELECT count(*) FROM visit") == [(10,)]
+    # another establishment's data still goes out
+    other = dataclasses.replace(region, quality_blocking=())
+    path = tmp_path / "other.xml"
+    path.write_bytes(rpu_file(_clean(), finess="990000135"))
+    intake.ingest_path(other, db, path, sender="990000135")
+    assert _exported(db, "990000135")["oscour"] == 10
+
+    fid = r["file_id"]
+    assert main(["release", "--region", "demo", "--db", db, "--file-id", str(fid), "--by", "oru.operator"]) == 0
+    assert "released on" in capsys.readouterr().out
+    assert _exported(db) == {"counts": 10, "oscour": 10, "atih": 10, "ars": 10}
+    [(by, at)] = q(db, "SELECT released_by, released_at FROM quality_quarantine WHERE file_id = %s", fid)
+    assert by == "oru.operator" and at is not None
+    # idempotent: a second release changes nothing
+    assert main(["release", "--region", "demo", "--db", db, "--file-id", str(fid), "--by", "someone.else"]) == 0
+    assert "already released" in capsys.readouterr().out
+    assert q(db, "SELECT released_by, released_at FROM quality_quarantine WHERE file_id = %s", fid) == [(by, at)]
+    with store.connection(db) as conn:
+        assert "Quarantaine levée" in intake.receipt_text(intake.receipt_data(conn, region, fid))
+    # a file never held cannot be released
+    assert main(["release", "--region", "demo", "--db", db, "--file-id", "999"]) == 1
+    assert "not in quarantine" in capsys.readouterr().err
+
+
+def test_a_non_blocking_failure_is_forwarded(db, region, tmp_path):
+    region = dataclasses.replace(region, quality_blocking=("DP_FORMAT",))
+    vs = _clean()
+    vs[0]["SEXE"] = "X"
+    r = ingest(region, db, tmp_path, vs)
+    assert r["quality"]["status"] == "failed" and not r["quality"]["quarantined"]
+    assert _exported(db)["oscour"] == 10
+
+
+def test_a_crash_of_gx_is_recorded_and_the_load_stays(db, region, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("GX exploded")
+
+    monkeypatch.setattr(quality, "_visit_suite_sql", boom)
+    r = ingest(region, db, tmp_path, _clean())
+    assert r["status"] == "accepted" and q(db, "SELECT count(*) FROM visit") == [(10,)]
+    assert r["quality"]["status"] == "error" and "GX exploded" in r["quality"]["error"]
+    assert not r["quality"]["quarantined"]
+    assert "non effectué (incident technique" in intake.receipt_text(r)
+    assert q(db, "SELECT suite, status FROM quality_run ORDER BY suite") == [("rpu_batch", "error"),
+                                                                             ("rpu_visit", "error")]
+    assert not q(db, "SELECT viewname FROM pg_views WHERE schemaname = 'rpu_quality'")
+    # with blocking expectations configured, a batch the gate could not judge is held
+    held = dataclasses.replace(region, quality_blocking=("SEXE_DOMAIN",))
+    r = ingest(held, db, tmp_path, _clean(), name="g.xml", extract="03/11/2026 03:00:00")
+    assert r["quality"]["quarantined"] and r["quality"]["quarantine"]["expectations"] == ["GATE_ERROR"]
+
+
+def test_an_unknown_blocking_name_is_a_gate_error(db, region, tmp_path):
+    r = ingest(dataclasses.replace(region, quality_blocking=("SEXE_DOMAINE",)), db, tmp_path, _clean())
+    assert r["quality"]["status"] == "error" and "SEXE_DOMAINE" in r["quality"]["error"]
+
+
+def test_the_gate_runs_on_a_rerun_after_a_crash_between_load_and_gate(db, region, tmp_path):
+    path = tmp_path / "f.xml"
+    path.write_bytes(rpu_file(_clean()))
+    r = intake.ingest_path(region, db, path, sender=ETAB, remote_path="/x/inbox/f.xml", quality_gate=False)
+    assert r["quality"] is None and q(db, "SELECT count(*) FROM quality_run") == [(0,)]
+    r = intake.ingest_path(region, db, path, sender=ETAB, remote_path="/x/inbox/f.xml")
+    assert r["quality"]["status"] == "passed" and q(db, "SELECT count(*) FROM received_file") == [(1,)]
+    intake.ingest_path(region, db, path, sender=ETAB, remote_path="/x/inbox/f.xml")
+    assert q(db, "SELECT count(*) FROM quality_run") == [(2,)]                # once
+
+
+def test_rejected_duplicate_and_empty_files(db, region, tmp_path):
+    bad = ingest(region, db, tmp_path, _clean(), name="bad.xml", debut=None, fin=None, extract="")
+    assert bad["status"] == "rejected" and bad["quality"] is None
+    ok = ingest(region, db, tmp_path, _clean(), name="ok.xml")
+    dup = ingest(region, db, tmp_path, _clean(), name="ok.xml")
+    assert dup["status"] == "duplicate" and dup["quality"] is None and ok["quality"]["status"] == "passed"
+    empty = ingest(region, db, tmp_path, [], name="empty.xml", extract="05/11/2026 03:00:00")
+    assert empty["quality"]["status"] == "skipped" and "sans objet" in intake.receipt_text(empty)
+    assert q(db, "SELECT count(*) FROM quality_run WHERE file_id IN (%s, %s)", bad["file_id"], dup["file_id"]) \
+        == [(0,)]
+
+
+def test_day_counts_are_judged_against_the_establishments_recent_days(db, region, tmp_path):
+    history = [visit(ENTREE=f"{d:02d}/10/2026 {8 + i % 12:02d}:{i:02d}", SORTIE=f"{d:02d}/10/2026 21:00")
+               for d in range(1, 15) for i in range(20)]
+    ingest(region, db, tmp_path, history, name="h.xml", debut="01/10/2026", fin="14/10/2026",
+           extract="15/10/2026 03:00:00")
+    low = [visit(ENTREE=f"15/10/2026 {8 + i % 12:02d}:{i:02d}", SORTIE="15/10/2026 21:00") for i in range(20)]
+    low += [visit(ENTREE=f"16/10/2026 {8 + i:02d}:00", SORTIE="16/10/2026 21:00") for i in range(2)]
+    r = ingest(region, db, tmp_path, low, name="low.xml", debut="15/10/2026", fin="16/10/2026",
+               extract="17/10/2026 03:00:00")
+    failed = {f["name"]: f for f in r["quality"]["failed"]}
+    assert failed["DAY_COUNT_LOW"]["unexpected_count"] == 1 and failed["DAY_COUNT_LOW"]["unit"] == "jour(s)"
+    assert failed["ROW_COUNT"]["observed_value"] == 22
+    [(params,)] = q(db, "SELECT parameters FROM quality_run WHERE suite = 'rpu_batch' AND file_id = %s",
+                    r["file_id"])
+    assert params["history_days"] == 14 and params["day_min"] == 20 and params["mu"] == 20
+    assert "[DAY_COUNT_LOW] jour dont le nombre de passages est anormalement bas" in intake.receipt_text(r)
+
+
+def test_failed_since_tells_the_watch_which_files_failed(db, region, tmp_path, monkeypatch):
+    since = datetime.now().astimezone() - timedelta(minutes=1)
+    ingest(region, db, tmp_path, _clean(), name="clean.xml")
+    vs = _clean()
+    vs[0]["SEXE"] = "X"
+    bad = ingest(dataclasses.replace(region, quality_blocking=("SEXE_DOMAIN",)), db, tmp_path, vs, name="bad.xml",
+                 extract="03/11/2026 03:00:00")
+    monkeypatch.setattr(quality, "_visit_suite_sql", lambda *a: 1 / 0)
+    crashed = ingest(region, db, tmp_path, _clean(), name="crash.xml", extract="04/11/2026 03:00:00")
+    with store.connection(db) as conn:
+        found = quality.failed_since(conn, since)
+        assert quality.failed_since(conn, datetime.now().astimezone() + timedelta(minutes=1)) == []
+    assert [f["file"] for f in found] == ["bad.xml", "crash.xml"]
+    b, c = found
+    assert b["file_id"] == bad["file_id"] and b["etab"] == ETAB and b["quarantined"] and b["status"] == "failed"
+    assert [(x["name"], x["blocking"], x["unexpected_count"]) for x in b["failed"]] == [("SEXE_DOMAIN", True, 1)]
+    assert b["failed"][0]["description"] == "valeur de SEXE hors nomenclature (M, F, I)"
+    assert c["file_id"] == crashed["file_id"] and c["status"] == "error" and "ZeroDivisionError" in c["error"]
+    assert c["failed"] == [] and not c["quarantined"]
+
+
+def test_stored_results_for_reports(db, region, tmp_path):
+    vs = _clean()
+    vs[0]["SEXE"] = "X"
+    ingest(region, db, tmp_path, vs)
+    today = date.today()
+    with store.connection(db) as conn:
+        rows = quality.stored_results(conn, today - timedelta(days=1), today + timedelta(days=1))
+        assert quality.stored_results(conn, today - timedelta(days=1), today + timedelta(days=1), "990000135") == []
+    assert len(rows) == len(NAMES)
+    sexe = next(r for r in rows if r["expectation"] == "SEXE_DOMAIN")
+    assert (sexe["etab"], sexe["suite"], sexe["success"], sexe["unexpected_count"]) == (ETAB, "rpu_visit", False, 1)
