@@ -494,3 +494,34 @@ def test_rpu_watch_prints_the_findings_and_records_nothing(db, seed, tmp_path, m
     assert main(["watch", "--region", "demo", "--db", db, "--at", "2026-06-16T07"]) == 2
     assert "expected 'YYYY-MM-DD HH:MM'" in capsys.readouterr().err
     assert psycopg.connect(db).execute("SELECT count(*) FROM alert").fetchone() == (0,)
+
+
+def test_quality_gate_findings_are_told_in_plain_words(region, db, seed):
+    """A file accepted with quality expectations not met: in the findings and in the ARS mail, in words."""
+    seed.normal(GOOD, D - timedelta(days=2), D)
+    seed.normal(OTHER, D - timedelta(days=2), D)
+    bad = {**PATIENT, "SEXE": "X"}                      # out of the SEXE domain for every visit
+    path = seed.dir / "bad_quality.xml"
+    path.write_bytes(rpu_file([visit(ENTREE=f"{D - timedelta(days=1):%d/%m/%Y} 1{i}:00",
+                                     SORTIE=f"{D - timedelta(days=1):%d/%m/%Y} 1{i}:30", **bad) for i in range(5)],
+                              finess=GOOD, debut=f"{D - timedelta(days=1):%d/%m/%Y}",
+                              fin=f"{D - timedelta(days=1):%d/%m/%Y}", extract=f"{D:%d/%m/%Y} 04:00:00"))
+    receipt = intake.ingest_path(region, db, path, sender=GOOD)
+    assert receipt["quality"]["status"] == "failed"
+    with psycopg.connect(db) as conn:
+        conn.execute("UPDATE received_file SET received_at = %s WHERE id = %s",
+                     (datetime.combine(D, time(4, 30), tzinfo=TZ), receipt["file_id"]))
+    f = find(region, db)
+    [q] = f.quality
+    assert (q.file_name, q.etab, q.quarantined) == ("bad_quality.xml", GOOD, False)
+    names = {x["name"] for x in q.failed}
+    assert "SEXE_DOMAIN" in names
+    assert "QUALITÉ" in watch.describe(f) and "SEXE_DOMAIN" in watch.describe(f)
+    with psycopg.connect(db, autocommit=True) as conn:
+        notices = watch.record(conn, region, f, f.now)
+    [ars] = [m for m in watch.mails(region, f, notices) if m["template"] == "watch_ars"]
+    assert "CONTRÔLE QUALITÉ (1)" in ars["text"] and "SEXE_DOMAIN" in ars["text"] and "bad_quality.xml" in ars["text"]
+    assert "contrôle qualité non atteint" in ars["subject"]
+    with psycopg.connect(db, autocommit=True) as conn:   # told once: once mailed, the next run does not repeat it
+        watch.acknowledge(conn, notices, f.now)
+        assert not [n for n in watch.record(conn, region, find(region, db), f.now) if n["kind"] == "quality"]

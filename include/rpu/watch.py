@@ -51,8 +51,8 @@ DP_MIN_BASELINE = 100       # the same, over the baseline
 DP_MIN_DROP = 0.20          # at least 20 percentage points below the baseline…
 DP_SIGMAS = 3               # …and at least 3 binomial standard deviations below it
 
-KINDS = ("missing", "rejected", "abnormal_day", "dp_drop", "shadow_ready")
-EVENT_KINDS = frozenset({"rejected"})                      # told once, never open
+KINDS = ("missing", "rejected", "quality", "abnormal_day", "dp_drop", "shadow_ready")
+EVENT_KINDS = frozenset({"rejected", "quality"})           # told once, never open
 EPISODE_KINDS = frozenset({"dp_drop", "shadow_ready"})     # one open alert per establishment at a time
 NOTICES = ("new", "reprise", "closed")
 WEEKDAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
@@ -111,6 +111,20 @@ class Rejected:
     reasons: list[dict]                 # rule, label, line, visit, message (file-level rules only)
 
 
+@dataclass
+class QualityFailed:
+    """A file accepted since the previous cut-off whose quality gate found expectations not met (or could not
+    run): told in plain words; `quarantined` when a blocking expectation holds the batch back."""
+    file_id: int
+    file_name: str
+    etab: str
+    name: str | None
+    run_at: datetime
+    status: str                         # failed | error
+    quarantined: bool
+    failed: list[dict]                  # name, description, blocking, unexpected_count, unexpected_percent…
+
+
 @dataclass(frozen=True)
 class Baseline:
     """μ and σ of a day's history after dropping the days below μ − 2σ, and the threshold μ − 3σ."""
@@ -165,6 +179,7 @@ class Findings:
     missing: list[Missing] = field(default_factory=list)
     recovered: list[Recovered] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    quality: list[QualityFailed] = field(default_factory=list)
     abnormal: list[AbnormalDay] = field(default_factory=list)
     dp_drops: list[DpDrop] = field(default_factory=list)
     shadow_ready: list[ShadowReady] = field(default_factory=list)
@@ -176,8 +191,8 @@ class Findings:
 
     @property
     def anything(self) -> bool:
-        return bool(self.missing or self.recovered or self.rejected or self.abnormal or self.dp_drops
-                    or self.shadow_ready)
+        return bool(self.missing or self.recovered or self.rejected or self.quality or self.abnormal
+                    or self.dp_drops or self.shadow_ready)
 
     def issues(self) -> list[dict]:
         """Each finding under its alert identity (kind, etab, key) with the details stored in the history."""
@@ -187,6 +202,8 @@ class Findings:
                               reprise=m.reprise_needed))
         for r in self.rejected:
             out.append(_issue("rejected", r.etab, str(r.file_id), r))
+        for q in self.quality:
+            out.append(_issue("quality", q.etab, str(q.file_id), q))
         for a in self.abnormal:
             out.append(_issue("abnormal_day", a.etab, a.day.isoformat(), a))
         for d in self.dp_drops:
@@ -202,7 +219,8 @@ class Findings:
             "now": self.now, "cutoff": self.cutoff, "previous_cutoff": self.previous_cutoff, "day": self.day,
             "anything": self.anything,
             **{k: [asdict(x) for x in getattr(self, k)] for k in (
-                "establishments", "missing", "recovered", "rejected", "abnormal", "dp_drops", "shadow_ready")},
+                "establishments", "missing", "recovered", "rejected", "quality", "abnormal", "dp_drops",
+                "shadow_ready")},
         })
 
 
@@ -352,6 +370,17 @@ def findings(conn, region: Region, now: datetime) -> Findings:
         who = est.finess if est else ((etab or sender or finess or "").strip())
         f.rejected.append(Rejected(file_id, file_name, who, est.name if est else None,
                                    received_at.astimezone(region.tz), visits, _reasons(errors or [])))
+
+    # accepted files whose quality gate found expectations not met (rpu.quality), in plain words
+    from rpu import quality
+
+    for q in quality.failed_since(conn, previous):    # gates run since then; files received in the period
+        if not previous < q["received_at"] <= cut:
+            continue
+        est = region.establishment((q["etab"] or q["sender"] or "").strip())
+        f.quality.append(QualityFailed(q["file_id"], q["file"], est.finess if est else (q["etab"] or "").strip(),
+                                       est.name if est else None, q["run_at"].astimezone(region.tz), q["status"],
+                                       q["quarantined"], q["failed"]))
 
     # abnormal days and DP coding rate: the last establishment window, against history
     _quality(conn, region, f, day)
@@ -519,17 +548,18 @@ CONTACT_TEMPLATES = {   # (kind, notice) → the establishment's mail
 
 
 def _sections(notices: list[dict]) -> dict[str, list[dict]]:
-    s = {k: [] for k in ("missing", "reprise", "back", "rejected", "abnormal", "dp_drop", "ready")}
+    s = {k: [] for k in ("missing", "reprise", "back", "rejected", "quality", "abnormal", "dp_drop", "ready")}
     for n in notices:
         item = {**n["details"], "etab": n["etab"], "name": n["name"], "notice": n["notice"]}
         if n["kind"] == "missing":
             s[{"new": "missing", "reprise": "reprise", "closed": "back"}[n["notice"]]].append(item)
-        elif n["kind"] == "rejected":
-            s["rejected"].append(item)
+        elif n["kind"] in ("rejected", "quality"):
+            s[n["kind"]].append(item)
         elif n["notice"] == "new":      # abnormal days, DP drops, shadow ready: told when new only
             s[{"abnormal_day": "abnormal", "dp_drop": "dp_drop", "shadow_ready": "ready"}[n["kind"]]].append(item)
     for v in s.values():
-        v.sort(key=lambda x: (x.get("name") or "", x["etab"], x.get("day") or x.get("received_at") or ""))
+        v.sort(key=lambda x: (x.get("name") or "", x["etab"],
+                              x.get("day") or x.get("received_at") or x.get("run_at") or ""))
     return s
 
 
@@ -618,6 +648,10 @@ def describe(f: Findings) -> str:
     for r in f.rejected:
         why = "; ".join(x["rule"] for x in r.reasons) or "?"
         lines.append(f"REJET     {r.etab or '?'} {r.name or ''} : {r.file_name} reçu le {_d(r.received_at)} ({why})")
+    for q in f.quality:
+        what = "; ".join(f"{x['name']} ({x['description']})" for x in q.failed) or "contrôle non effectué"
+        lines.append(f"QUALITÉ   {q.etab or '?'} {q.name or ''} : {q.file_name} — {what}"
+                     + (" — LOT RETENU (quarantaine)" if q.quarantined else ""))
     for a in f.abnormal:
         lines.append(f"ANORMAL   {a.etab} {a.name} : {_d(a.day)} ({a.weekday}) {a.visits} passages < seuil "
                      f"{a.threshold:.1f} (μ {a.mean:.1f}, σ {a.sd:.1f}, {a.history} {a.weekday}s)")
