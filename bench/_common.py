@@ -342,3 +342,49 @@ def emit_json(figures: dict) -> None:
 def env_for_children(**values: str) -> None:
     """Set environment variables before spawning children (spawned interpreters inherit os.environ)."""
     os.environ.update(values)
+
+
+# --- the shape every benchmark script shares ------------------------------------------------------------------
+
+def parse_args(description: str, argv=None, *, min_visits: int = 1):
+    """`--visits N` (default 1,000,000), `--db URL`, `--keep`: the options of every benchmark."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--visits", type=int, default=1_000_000, help="visits in the generated file (default 1,000,000)")
+    p.add_argument("--db", help="postgresql:// URL of a server to use instead of starting one; a database "
+                                "rpu_bench_<random> is created there and dropped at the end")
+    p.add_argument("--keep", action="store_true", help="keep the benchmark database (and, without --db, the "
+                                                       "stopped cluster and the temp files)")
+    args = p.parse_args(argv)
+    if args.visits < min_visits:
+        p.error(f"--visits must be at least {min_visits}")
+    return args
+
+
+def run_benchmark(run: Callable, args, *, title: str, prefix: str) -> int:
+    """Run `run(args, tmp) -> (rows, figures)` in a temp dir removed afterwards (unless --keep), then print the
+    table and, last, the JSON line — after the cleanup, so nothing follows the figures."""
+    exit_on_sigterm()
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        rows, figures = run(args, tmp)
+    except KeyboardInterrupt:
+        note("interrupted: cleaning up")
+        return 130
+    finally:
+        if args.keep:
+            note(f"kept the temp files in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print_table(title, rows)
+    emit_json(figures)
+    return 0
+
+
+def busy_warning(rows: list, measures: list[dict], tolerance: float) -> None:
+    """Append a warning row when other processes kept the CPUs busy during a measure."""
+    busy = max((r.get("others_cpus") or 0.0) for r in measures)
+    if busy > tolerance:
+        rows.append(("warning", f"other processes kept up to {busy:.2f} of the {os.cpu_count()} CPUs busy during a "
+                                "measure: wall times (and the ratio) may be inflated; rerun on a quiet machine"))

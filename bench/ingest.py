@@ -42,11 +42,9 @@ Progress goes to stderr; stdout holds the table and, as its last line, one JSON 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -55,11 +53,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     bench_database,
-    emit_json,
+    busy_warning,
     env_for_children,
-    exit_on_sigterm,
     note,
-    print_table,
+    parse_args,
+    run_benchmark,
     run_in_child,
     run_measured,
 )
@@ -298,44 +296,15 @@ def run(args, tmp: Path) -> tuple[list, dict]:
         ("(c) outcome", f"{c['status']}, {c['visits_loaded']:,} visits loaded, {c['visits_rejected']} rejected"
                         + ("" if full_ok else f"  — NOT A VALID LOAD: {c['errors']}")),
     ]
-    busy = max((r["others_cpus"] or 0.0) for r in (a, b, c, cq))
-    if busy > OTHERS_TOLERANCE:
-        rows.append(("warning", f"other processes kept up to {busy:.2f} of the {os.cpu_count()} CPUs busy during a "
-                                "measure: wall times (and the ratio) may be inflated; rerun on a quiet machine"))
+    busy_warning(rows, (a, b, c, cq), OTHERS_TOLERANCE)
     if limit_note:
         rows.append(("note", limit_note))
     return rows, figures
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--visits", type=int, default=1_000_000, help="visits in the generated file (default 1,000,000)")
-    p.add_argument("--db", help="postgresql:// URL of a server to use instead of starting one; a database "
-                                "rpu_bench_<random> is created there and dropped at the end")
-    p.add_argument("--keep", action="store_true", help="keep the benchmark database (and, without --db, the "
-                                                       "stopped cluster and the temp files)")
-    args = p.parse_args(argv)
-    if args.visits < 4:
-        p.error("--visits must be at least 4")
-    exit_on_sigterm()
-    tmp = Path(tempfile.mkdtemp(prefix="rpu-bench-ingest-"))
-    try:
-        rows, figures = run(args, tmp)
-    except KeyboardInterrupt:
-        note("interrupted: cleaning up")
-        return 130
-    finally:
-        if args.keep:
-            note(f"kept the temp files in {tmp}")
-        else:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-    # cleanup is done: nothing is printed after the figures
-    print_table(f"RPU ingest benchmark — {args.visits:,} visits", rows)
-    emit_json(figures)
-    return 0
+    args = parse_args(__doc__.split("\n\n")[0], argv, min_visits=4)
+    return run_benchmark(run, args, title=f"RPU ingest benchmark — {args.visits:,} visits", prefix="rpu-bench-ingest-")
 
 
 if __name__ == "__main__":
