@@ -218,7 +218,42 @@ def quality(conn, region: Region, start: date, end: date) -> dict:
     return {"report": "quality", "region": region.code, "region_name": region.name, "start": start.isoformat(),
             "end": end.isoformat(), "generated_at": _now(region), "target_pct": TARGET_PCT, "items": list(F.ITEMS),
             "denominators": {item: DENOMINATORS.get(item, ALL_VISITS) for item in F.ITEMS},
-            "rules": rules, "rule_labels": {r: RULES[r][1] if r in RULES else r for r in rules}, "rows": rows}
+            "rules": rules, "rule_labels": {r: RULES[r][1] if r in RULES else r for r in rules}, "rows": rows,
+            "gates": gates(conn, region, start, end)}
+
+
+def gates(conn, region: Region, start: date, end: date) -> list[dict]:
+    """The quality gate's stored results (rpu.quality) for the files received in [start, end], per establishment:
+    files checked, files with an expectation not met, files held back, and per expectation the files failing and
+    the visits concerned. [{finess, name, files, files_failed, files_quarantined, expectations: {name:
+    {files_failed, unexpected_count, blocking}}}] — establishments with at least one checked file, region order."""
+    from rpu import quality
+
+    per: dict[str, dict] = {}
+    seen_files: dict[str, set] = {}
+    for r in quality.stored_results(conn, start, end):
+        etab = (r["etab"] or "").strip()
+        g = per.setdefault(etab, {"files": set(), "failed": set(), "quarantined": set(), "expectations": {}})
+        g["files"].add(r["file_id"])
+        if r["quarantined"]:
+            g["quarantined"].add(r["file_id"])
+        if r["expectation"] is not None and r["success"] is False:
+            g["failed"].add(r["file_id"])
+            e = g["expectations"].setdefault(r["expectation"], {"files_failed": 0, "unexpected_count": 0,
+                                                                "blocking": bool(r["blocking"])})
+            key = (r["file_id"], r["expectation"])
+            if key not in seen_files.setdefault(etab, set()):
+                seen_files[etab].add(key)
+                e["files_failed"] += 1
+                e["unexpected_count"] += int(r["unexpected_count"] or 0)
+    out = []
+    for ent in _entities(region, list(per)):
+        g = per.get(ent["finess"])
+        if g:
+            out.append({"finess": ent["finess"], "name": ent["name"], "files": len(g["files"]),
+                        "files_failed": len(g["failed"]), "files_quarantined": len(g["quarantined"]),
+                        "expectations": dict(sorted(g["expectations"].items()))})
+    return out
 
 
 # --- rendering --------------------------------------------------------------------------------------------
@@ -363,6 +398,14 @@ def _quality_table(r: dict) -> str:
     ]
     if seen_rules:
         parts += [""] + [f"  {rule} : {r['rule_labels'][rule]}" for rule in seen_rules]
+    parts += ["", "Contrôle qualité des lots (Great Expectations), fichiers reçus du "
+              f"{r['start']} au {r['end']} :" + ("" if r.get("gates") else " aucun fichier contrôlé."), ""]
+    for g in r.get("gates", []):
+        parts.append(f"  {g['finess']} {g['name']} : {g['files']} fichier(s) contrôlé(s), {g['files_failed']} avec "
+                     f"indicateur(s) non atteint(s), {g['files_quarantined']} retenu(s)")
+        for name, e in g["expectations"].items():
+            parts.append(f"      [{name}] {e['files_failed']} fichier(s), {e['unexpected_count']} passage(s)"
+                         + (" — bloquant" if e["blocking"] else ""))
     return "\n".join(parts) + "\n"
 
 
@@ -381,6 +424,13 @@ def _quality_csv(r: dict) -> str:
         for rule in r["rules"]:
             f = row["flags"][rule]
             out.append(head + ["flagged", rule, f["visits"], row["visits"], f["pct"]])
+    for g in r.get("gates", []):
+        head = [g["finess"], g["name"]]
+        out.append(head + ["gate_files_failed", "ANY", g["files_failed"], g["files"], _pct(g["files_failed"], g["files"])])
+        out.append(head + ["gate_files_quarantined", "ANY", g["files_quarantined"], g["files"],
+                           _pct(g["files_quarantined"], g["files"])])
+        for name, e in g["expectations"].items():
+            out.append(head + ["gate_files_failed", name, e["files_failed"], g["files"], _pct(e["files_failed"], g["files"])])
     return _csv(QUALITY_CSV, out)
 
 

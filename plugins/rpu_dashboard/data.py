@@ -61,7 +61,10 @@ def _keep_rows(report: dict, finesses: set[str], full: bool) -> dict:
     """A report of rpu.reports with only the rows the user may see (the total only for the full region)."""
     if full:
         return report
-    return report | {"rows": [r for r in report["rows"] if not r["total"] and r["finess"] in finesses]}
+    kept = {"rows": [r for r in report["rows"] if not r["total"] and r["finess"] in finesses]}
+    if "gates" in report:   # the quality report's gate results are per establishment too
+        kept["gates"] = [g for g in report["gates"] if g["finess"] in finesses]
+    return report | kept
 
 
 def load(region: Region, *, finesses: list[str], full: bool, year: int, today: date | None = None,
