@@ -29,6 +29,19 @@ def airflow_db() -> str:
     return os.environ["AIRFLOW_HOME"]
 
 
+@pytest.fixture(scope="module")
+def shipped_dagbag(airflow_db):
+    """One DagBag over dags/ with the shipped region files (config/regions)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    old = os.environ.pop("RPU_REGIONS_DIR", None)
+    try:
+        return DagBag(dag_folder=str(PROJECT / "dags"))
+    finally:
+        if old is not None:
+            os.environ["RPU_REGIONS_DIR"] = old
+
+
 def write_region(directory: Path, base: str = "demo", **overrides) -> Path:
     """A copy of a shipped region file with test-friendly settings (no waiting, immediate retries)."""
     data = yaml.safe_load((PROJECT / "config" / "regions" / f"{base}.yaml").read_text(encoding="utf-8"))

@@ -15,15 +15,8 @@ REGIONS = load_regions(PROJECT / "config" / "regions")
 
 
 @pytest.fixture(scope="module")
-def dagbag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    old = os.environ.pop("RPU_REGIONS_DIR", None)
-    try:
-        return DagBag(dag_folder=str(PROJECT / "dags"))
-    finally:
-        if old is not None:
-            os.environ["RPU_REGIONS_DIR"] = old
+def dagbag(shipped_dagbag):
+    return shipped_dagbag
 
 
 def test_no_import_errors(dagbag):

@@ -3,7 +3,6 @@ InVS, ATIH and ARS, a real SMTP sink; plus unit tests of rpu.reprise.validate an
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -301,18 +300,6 @@ def _shipped_regions():
     from rpu.config import load_regions
 
     return load_regions(PROJECT / "config" / "regions")
-
-
-@pytest.fixture(scope="module")
-def shipped_dagbag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    old = os.environ.pop("RPU_REGIONS_DIR", None)
-    try:
-        return DagBag(dag_folder=str(PROJECT / "dags"))
-    finally:
-        if old is not None:
-            os.environ["RPU_REGIONS_DIR"] = old
 
 
 @pytest.mark.parametrize("region", _shipped_regions(), ids=lambda r: r.code)
