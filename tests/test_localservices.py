@@ -387,3 +387,28 @@ def test_smtp_sink_airflow_connection(
     assert mail.mail_from == "rpu@ors.example"
     assert (mail.rcpt_tos, mail.subject) == (["ars@ars.example"], "Bilan quotidien")
     assert "<p>12 fichiers</p>" in mail.body_text()
+
+
+def test_postgres_binaries_fall_back_to_a_pypi_packaged_server(tmp_path, monkeypatch):
+    """Without Debian's binaries nor pg_config, the `pgserver` wheel's bundled binaries are used."""
+    import shutil as _shutil
+    import sys as _sys
+
+    from rpu import localservices as L
+
+    fake = tmp_path / "site" / "pgserver"
+    (fake / "pginstall" / "bin").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    for tool in ("pg_ctl", "initdb", "postgres"):
+        exe = fake / "pginstall" / "bin" / tool
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o755)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(_sys.modules, "pgserver", raising=False)
+    real_which = _shutil.which
+    monkeypatch.setattr(L.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(L.shutil, "which", lambda name, *a, **k: None if name == "pg_config" else real_which(name, *a, **k))
+    assert L.find_postgres_bindir() == fake / "pginstall" / "bin"
+    (fake / "pginstall" / "bin" / "pg_ctl").unlink()
+    with pytest.raises(RuntimeError, match="scripts/setup"):
+        L.find_postgres_bindir()

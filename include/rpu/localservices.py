@@ -136,9 +136,22 @@ def find_postgres_bindir() -> Path:
         # Debian's /usr/bin/pg_config can come from libpq-dev alone, without any server binaries.
         if bindir and os.access(os.path.join(bindir, "pg_ctl"), os.X_OK):
             return Path(bindir)
+    # Otherwise a PyPI-packaged server: the `pgserver` wheel ships relocatable PostgreSQL binaries
+    # (scripts/setup installs it when the Debian binaries are missing and apt cannot be used).
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("pgserver")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        bindir = Path(spec.origin).parent / "pginstall" / "bin"
+        if os.access(bindir / "pg_ctl", os.X_OK):
+            return bindir
     raise RuntimeError(
-        "PostgreSQL server binaries (initdb, pg_ctl) not found in /usr/lib/postgresql/*/bin "
-        "nor via `pg_config --bindir`; install them with `apt-get install postgresql`."
+        "PostgreSQL server binaries (initdb, pg_ctl) not found in /usr/lib/postgresql/*/bin, via "
+        "`pg_config --bindir`, nor in the `pgserver` package; run scripts/setup, or install them with "
+        "`apt-get install postgresql`."
     )
 
 
