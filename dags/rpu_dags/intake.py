@@ -23,8 +23,9 @@ def build_intake(region: Region):
 ### Intake — {region.name} (`{region.code}`)
 Lists each establishment's SFTP inbox (`{region.layout.inbox}`), skips files still being written, then for each
 file (one mapped task, named after the FINESS and the file): download, local archive copy, XSD and FEDORU
-checks, load into the regional database in one transaction (cancel-and-replace by day), receipt in `ack/`, move
-to `archive/` or `rejected/`. A failed instance names the establishment's file; clear it to retry — a rerun
+checks, load into the regional database in one transaction (cancel-and-replace by day), quality gate (Great
+Expectations suites: results stored; a blocking failure holds the batch back until `rpu release`), receipt in
+`ack/`, move to `archive/` or `rejected/`. A failed instance names the establishment's file; clear it to retry — a rerun
 never loads a file twice. Connections: `{region.sftp_intake_conn_id}` (SFTP), `{region.db_conn_id}` (database).
 """,
     )
