@@ -528,6 +528,17 @@ class SftpAdmin:
         return f"sftp://{self.user + '@' if self.user else ''}{self.host}:{self.port}/{self.base.lstrip('/')}"
 
 
+def _sftp_admin_arg(value: str | None, problems: list[str]):
+    """--sftp-admin parsed, or None; what is wrong with it goes to `problems`."""
+    if not value:
+        return None
+    try:
+        return parse_sftp_admin(value)
+    except ProvisionError as exc:
+        problems += str(exc).split("\n  ")[1:]
+        return None
+
+
 def parse_sftp_admin(spec: str) -> SftpAdmin:
     """An Airflow connection id, or `sftp://user[:password]@host[:port][/base]?host_key=...` (or
     `known_hosts=PATH`; `key_file=PATH` for key authentication). The host key must be pinned: refused otherwise.
@@ -884,12 +895,7 @@ def _region_add(args, run: _Run) -> int:
         p = check_admin_url(admin_url)
         if p:
             problems.append(p)
-    sftp_admin = None
-    if args.sftp_admin:
-        try:
-            sftp_admin = parse_sftp_admin(args.sftp_admin)
-        except ProvisionError as exc:
-            problems += str(exc).split("\n  ")[1:]
+    sftp_admin = _sftp_admin_arg(args.sftp_admin, problems)
     path = rdir / f"{code}.yaml"
     if CODE_RE.match(code) and path.exists():
         y, doc, before = _load_existing(path)
@@ -1012,12 +1018,7 @@ def _establishment_add(args) -> int:
     elif not path.exists():
         known = ", ".join(p.stem for p in sorted(rdir.glob("*.yaml"))) or "none"
         problems.append(f"unknown region {args.region!r} (no {path}); known regions: {known}")
-    sftp_admin = None
-    if args.sftp_admin:
-        try:
-            sftp_admin = parse_sftp_admin(args.sftp_admin)
-        except ProvisionError as exc:
-            problems += str(exc).split("\n  ")[1:]
+    sftp_admin = _sftp_admin_arg(args.sftp_admin, problems)
     _fail(problems)
 
     y, doc, before = _load_existing(path)
