@@ -3,13 +3,14 @@
     python bench/export.py [--visits N] [--db URL] [--keep]
 
 Loads N visits for one establishment and 3N for another (a synthetic file of SEED visits ingested through the
-real intake, then copied server-side with shifted entry dates over the year 2025), then measures, in the same
-run, each in its own child process:
+real intake, then copied server-side with shifted entry dates over the year 2025, day after day as nightly
+loads write them), then measures, in the same run, each in its own child process:
 
   copy_s       a bare `COPY (SELECT <every column> FROM visit WHERE etab = … AND entry_date in 2025) TO STDOUT`
                of the N visits, read and thrown away: the floor of any export;
   export_s     the ATIH export of the same N visits, as the send DAG builds it (rpu.exports.atih_specs →
-               build: pmsi_geo check, anonymisation and XML rendering in PostgreSQL, streamed into a file);
+               build: pmsi_geo check, selection and anonymisation in PostgreSQL, streamed by COPY, each row
+               written as an XML line into a file);
   ratio        export_s / copy_s (target ≤ 2);
   peak_rss_mb_n, peak_rss_mb_3n
                peak RSS (VmHWM) of the export child for N and for 3N visits (target: within 20 %).

@@ -1,8 +1,8 @@
 """What the concentrator sends: OSCOUR files to InVS/SpF, the flat ARS export, the anonymised ATIH files.
 
-PostgreSQL renders every visit as one line of text (include/sql/queries/export_*.sql) and COPY ... TO STDOUT
-streams the lines here, where they are written between a header and a footer: memory does not grow with the
-number of visits, and the Python side does almost nothing per visit.
+PostgreSQL selects, anonymises and orders the visits (include/sql/queries/export_*.sql); COPY ... TO STDOUT streams
+them here one row at a time, and each row is written as one <PATIENT> line between a header and a footer:
+memory does not grow with the number of visits. The ARS export is CSV written by COPY itself.
 
 A `FileSpec` says what one file is (recipient, establishment, period, name) and how to build it; the DAGs
 (through rpu.sends, with the send ledger) and `rpu export` (straight into a directory) use the same specs.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -54,25 +55,52 @@ def months(start: date, end: date) -> list[tuple[date, date]]:
 
 # --- streaming writers ------------------------------------------------------------------------------------
 
-def _copy_lines(conn, query_name: str, params: dict, out, fmt: dict | None = None) -> int:
-    """Stream the lines of an export query into `out`; returns the number of lines (visits)."""
-    text = store.query(query_name)
-    if fmt:
-        text = text.format(**fmt)
+# The PATIENT items of an ATIH file: CODE_GEO and AGE stand for CP and NAISSANCE, COMMUNE is left out.
+ATIH_ITEMS = tuple({"CP": "CODE_GEO", "NAISSANCE": "AGE"}.get(i, i) for i in F.ITEMS if i != "COMMUNE")
+
+_LIST_BRACKETS = bytes.maketrans(b"\x01\x02", b"<>")      # rpu_xml_items' stand-ins for the children's < >
+_NEEDS_CARE = re.compile(rb"[&<>\\]")                     # XML escaping, or a COPY escape (\t, \n, \\ …)
+_COPY_ESCAPE = re.compile(rb"\\(.)")
+_COPY_UNESCAPED = {b"\\": b"\\", b"t": b"\t", b"n": b"\n", b"r": b"\r", b"b": b"\b", b"f": b"\f", b"v": b"\v"}
+_XML_ESCAPE = re.compile(rb"[&<>\t\n\r]")
+_XML_ESCAPED = {b"&": b"&amp;", b"<": b"&lt;", b">": b"&gt;",
+                # character references keep one visit per line, and a CR through XML's end-of-line handling
+                b"\t": b"&#9;", b"\n": b"&#10;", b"\r": b"&#13;"}
+
+
+def _patient_template(items: tuple[str, ...]) -> bytes:
+    """`<PATIENT><CP>%s</CP>…</PATIENT>\n`: one line of a file, filled with the values of one visit."""
+    return ("<PATIENT>" + "".join(f"<{i}>%s</{i}>" for i in items) + "</PATIENT>\n").encode()
+
+
+def _careful_values(row: bytes) -> tuple[bytes, ...]:
+    """The values of a COPY text row holding a COPY escape or a character to escape in XML (rare)."""
+    return tuple(_XML_ESCAPE.sub(lambda m: _XML_ESCAPED[m.group()],
+                                 _COPY_ESCAPE.sub(lambda m: _COPY_UNESCAPED[m.group(1)], v))
+                 for v in row.split(b"\t"))
+
+
+def _copy_visits(conn, query: str, params: dict, items: tuple[str, ...], out) -> int:
+    """Write one <PATIENT> line per row of an export query (one text column per item, in `items` order) into
+    `out`; returns the number of visits.
+
+    PostgreSQL selects, anonymises and orders; COPY ... TO STDOUT streams one row per message, so memory does
+    not grow with the number of visits. Lines are made here rather than by format() in SQL so that the server
+    and this writer each take a core, each with about half of the work. A row whose values are plain (no tab,
+    newline, backslash, &, <, >: nearly all) is split on tabs and its values written as they are."""
+    template = _patient_template(items)
     n = 0
-    _tune_for_export(conn)
-    with conn.cursor().copy(f"COPY ({text.rstrip().rstrip(';')}) TO STDOUT", params) as copy:
-        for data in copy:
-            out.write(data)
-            n += bytes(data).count(b"\n")
+    write = out.write
+    with conn.transaction():
+        for statement in store.statements("export_session"):
+            conn.execute(statement)
+        with conn.cursor().copy(f"COPY ({query.rstrip().rstrip(';')}) TO STDOUT WITH (NULL '')", params) as copy:
+            for data in copy:
+                row = bytes(data)[:-1]
+                values = _careful_values(row) if _NEEDS_CARE.search(row) else tuple(row.split(b"\t"))
+                write((template % values).translate(_LIST_BRACKETS))
+                n += 1
     return n
-
-
-def _tune_for_export(conn) -> None:
-    """Session settings for one long streaming query: no JIT (its compile time is not repaid by a projection),
-    enough memory to sort a year of one establishment's visits without spilling to disk."""
-    for statement in store.statements("export_session"):
-        conn.execute(statement)
 
 
 def _header(finess: str, start: date, end: date, extract: datetime) -> bytes:
@@ -85,24 +113,24 @@ def _header(finess: str, start: date, end: date, extract: datetime) -> bytes:
 _FOOTER = b"</PASSAGES>\n</OSCOUR>\n"
 
 
-def _write_rpu_file(conn, path: Path, query_name: str, etab: str, start: date, end: date,
+def _write_rpu_file(conn, path: Path, query_name: str, items: tuple[str, ...], etab: str, start: date, end: date,
                     extract: datetime) -> int:
-    """An RPU 2006 file (UTF-8, declared): the header, then the visits as rendered by the named query."""
+    """An RPU 2006 file (UTF-8, declared): the header, then the visits as selected by the named query."""
     with open(path, "wb", buffering=COPY_CHUNK) as out:
         out.write(_header(etab, start, end, extract))
-        n = _copy_lines(conn, query_name, {"etab": etab, "start": start, "end": end}, out)
+        n = _copy_visits(conn, store.query(query_name), {"etab": etab, "start": start, "end": end}, items, out)
         out.write(_FOOTER)
     return n
 
 
 def write_oscour(conn, path: Path, etab: str, start: date, end: date, extract: datetime) -> int:
     """OSCOUR file of an establishment's stored visits entered in [start, end]."""
-    return _write_rpu_file(conn, path, "export_oscour", etab, start, end, extract)
+    return _write_rpu_file(conn, path, "export_oscour", F.ITEMS, etab, start, end, extract)
 
 
 def write_atih(conn, path: Path, etab: str, start: date, end: date, extract: datetime) -> int:
     """Anonymised RPU file for ATIH (CODE_GEO and AGE instead of CP, COMMUNE and NAISSANCE)."""
-    return _write_rpu_file(conn, path, "export_atih", etab, start, end, extract)
+    return _write_rpu_file(conn, path, "export_atih", ATIH_ITEMS, etab, start, end, extract)
 
 
 def write_ars(conn, path: Path, start: date, end: date, *, identifying: bool, etab: str | None = None) -> int:
