@@ -74,7 +74,10 @@ Tâches : `validate` vérifie le formulaire (une erreur est expliquée en franç
 la reprise s'arrête là, rien n'est envoyé) ; `send` prépare chaque fichier une fois, l'inscrit au registre des
 envois (`rpu ledger --region {region.code}`, type `reprise`) et le dépose sur le SFTP du destinataire ; `notify`
 envoie le récapitulatif (fichiers, périodes, nombres de passages — aucune donnée patient) à : {alerts}.
-Une tâche `send` en échec peut être relancée (Clear) : seuls les fichiers manquants repartent, à l'identique.
+En cas d'échec, `notify_failure` écrit à ces mêmes adresses : formulaire refusé (ce qu'il faut corriger), ou
+fichiers envoyés et fichiers en échec une fois les nouvelles tentatives de `send` épuisées.
+Une tâche `send` en échec peut être relancée (Clear) : seuls les fichiers manquants repartent, à l'identique,
+et `notify` envoie alors le récapitulatif complet.
 """,
     )
     def reprise():
@@ -106,13 +109,10 @@ Une tâche `send` en échec peut être relancée (Clear) : seuls les fichiers ma
             from rpu.connections import db_url
 
             p = rpu_reprise.ReprisePlan.from_dict(plan)
-            when = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
             summary = rpu_reprise.run(
                 region, p, run_id, db_url(region.db_conn_id),
                 lambda name: sftp.open_remote(region.recipients[name].conn_id, region.sftp_connect_attempts),
-                p.dry_run,
-                requested_at=pendulum.instance(when).in_timezone(region.timezone).isoformat() if when else None,
-                requested_by=getattr(dag_run, "triggering_user_name", None))
+                p.dry_run, **_requested(dag_run))
             logging.getLogger("rpu.reprise").info("%s", rpu_reprise.describe(summary))
             failed = rpu_reprise.failed_files(summary)
             if failed:
@@ -123,20 +123,50 @@ Une tâche `send` en échec peut être relancée (Clear) : seuls les fichiers ma
         @task
         def notify(summary: dict) -> None:
             """Mail the summary of the reprise to the region's ARS address(es)."""
+            from rpu import mail, reprise as rpu_reprise
+
+            _skip_without_ars_address()
+            subject, text, html = rpu_reprise.summary_mail(region, summary)
+            mail.send(region.smtp_conn_id, list(region.ars_emails), subject, text, html)
+
+        @task(trigger_rule="one_failed")
+        def notify_failure(params=None, run_id=None, dag_run=None, ti=None) -> None:
+            """Tell the ARS that its reprise failed: the form's problems (`validate` failed), or which files
+            reached their recipient and which did not (`send` failed after its retries, from the ledger)."""
+            from rpu import mail, reprise as rpu_reprise
+            from rpu.connections import db_url
+
+            _skip_without_ars_address()
+            plan = ti.xcom_pull(task_ids="validate") if ti is not None else None
+            if plan is None:
+                problems = rpu_reprise.problems_of(region, dict(params or {}), rpu_reprise.today_in(region))
+                subject, text, html = rpu_reprise.refusal_mail(region, dict(params or {}), problems, run_id=run_id,
+                                                               **_requested(dag_run))
+            else:
+                summary = rpu_reprise.recorded(region, rpu_reprise.ReprisePlan.from_dict(plan), run_id,
+                                               db_url(region.db_conn_id), **_requested(dag_run))
+                subject, text, html = rpu_reprise.summary_mail(region, summary)
+            mail.send(region.smtp_conn_id, list(region.ars_emails), subject, text, html)
+
+        def _skip_without_ars_address() -> None:
             import logging
 
             from airflow.sdk.exceptions import AirflowSkipException
 
-            from rpu import mail, reprise as rpu_reprise
-
             if not region.ars_emails:
-                logging.getLogger("rpu.reprise").info(
-                    "no ARS address in the region file (alerts.ars): summary not mailed")
+                logging.getLogger("rpu.reprise").info("no ARS address in the region file (alerts.ars): not mailed")
                 raise AirflowSkipException("no ARS address (alerts.ars) in the region file")
-            subject, text, html = rpu_reprise.summary_mail(region, summary)
-            mail.send(region.smtp_conn_id, list(region.ars_emails), subject, text, html)
 
-        notify(send(validate()))
+        def _requested(dag_run) -> dict:
+            """When (the run's logical date, in the region's time zone) and by whom the reprise was asked."""
+            when = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
+            return {"requested_at": pendulum.instance(when).in_timezone(region.timezone).isoformat() if when else None,
+                    "requested_by": getattr(dag_run, "triggering_user_name", None)}
+
+        plan = validate()
+        summary = send(plan)
+        notify(summary)
+        [plan, summary] >> notify_failure()
 
     return reprise()
 

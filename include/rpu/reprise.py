@@ -6,6 +6,8 @@ Three steps, each a task of the `<region>_reprise` DAG and plain functions here:
                `reprise`) and uploaded through `sends.send`; a simulation (dry run) only counts the visits
                each file would hold and records nothing;
   `summary_mail` — the summary mailed to the ARS (counts, dates, FINESS, file names: no patient data).
+When a run fails, the ARS is told as well: `refusal_mail` for a form `validate` refused, or the summary of
+what the send ledger holds for the run (`recorded`) once `send` has failed for good.
 """
 from __future__ import annotations
 
@@ -33,7 +35,9 @@ STATUS_LABELS = {
     "prepared": "préparé, non envoyé",
     "failed": "ÉCHEC de l'envoi",
     "simulation": "simulation, non envoyé",
+    "count_failed": "ÉCHEC du comptage",
 }
+FAILED = ("failed", "count_failed")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -245,13 +249,59 @@ def summarize(region: Region, plan: ReprisePlan, files: list[dict], *, run_id: s
         "recipients": list(plan.recipients), "dry_run": dry_run,
         "run_id": run_id, "requested_at": requested_at, "requested_by": requested_by,
         "files": files,
-        "totals": {"files": len(files), "sent": statuses.count("sent"), "failed": statuses.count("failed"),
+        "totals": {"files": len(files), "sent": statuses.count("sent"), "failed": sum(map(statuses.count, FAILED)),
                    "simulated": statuses.count("simulation"), "by_recipient": by_recipient},
     }
 
 
 def failed_files(summary: dict) -> list[str]:
+    """The files of a summary that did not reach their recipient (a simulation sends nothing by design)."""
     return [f["file_name"] for f in summary["files"] if f["status"] not in ("sent", "simulation")]
+
+
+def recorded(region: Region, plan: ReprisePlan, run_id: str, db_url: str, *, requested_at: str | None = None,
+             requested_by: str | None = None) -> dict:
+    """The summary of a run whose `send` failed, from the send ledger: a file of the plan is `sent` if the
+    ledger says so for this run, else failed (not prepared, not uploaded, or a simulation that could not
+    count)."""
+    from rpu import sends
+
+    files = []
+    with store.connection(db_url) as conn:
+        for spec in specs(region, plan):
+            entry = None if plan.dry_run else sends.recorded(conn, spec, run_id)
+            if entry and entry["status"] == "sent":
+                files.append(_file(spec, entry["visits"], "sent"))
+            else:
+                files.append(_file(spec, entry["visits"] if entry else None,
+                                   "count_failed" if plan.dry_run else "failed"))
+    return summarize(region, plan, files, run_id=run_id, dry_run=plan.dry_run, requested_at=requested_at,
+                     requested_by=requested_by)
+
+
+def problems_of(region: Region, params: dict, today: date) -> list[str]:
+    """What `validate` finds wrong with a form (empty if it is valid)."""
+    try:
+        validate(region, params, today)
+    except RepriseError as exc:
+        return exc.problems
+    return []
+
+
+def refusal_mail(region: Region, params: dict, problems: list[str], *, run_id: str,
+                 requested_at: str | None = None, requested_by: str | None = None) -> tuple[str, str, str]:
+    """(subject, text, html) of the mail telling the ARS that a reprise did not start: the form's problems,
+    or, when the form is fine (the check itself failed), that operations are on it. Nothing was sent."""
+    from rpu import mail
+
+    finess = str(params.get("establishment") or "").strip()
+    site = next((e for e in region.establishments if e.finess == finess), None)
+    form = {"etab": finess, "etab_name": site.name if site else None,
+            "start": str(params.get("start_date") or ""), "end": str(params.get("end_date") or ""),
+            "recipients": [r for r in RECIPIENTS if r in (params.get("recipients") or [])],
+            "dry_run": bool(params.get("dry_run"))}
+    return mail.render("reprise_refused", region=region, form=form, problems=problems, run_id=run_id,
+                       requested_at=requested_at, requested_by=requested_by, recipient_labels=RECIPIENT_LABELS)
 
 
 def summary_mail(region: Region, summary: dict) -> tuple[str, str, str]:

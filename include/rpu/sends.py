@@ -30,10 +30,15 @@ def outbox_path(region: Region, spec: FileSpec, run_id: str) -> Path:
     return region.outbox_dir / spec.recipient / safe_run / spec.file_name
 
 
+def recorded(conn, spec: FileSpec, run_id: str) -> dict | None:
+    """The ledger entry of the slot of `spec` in the run `run_id`, if it was prepared."""
+    return _row(conn.execute(store.query("ledger_slot"), spec.slot() | {"run_id": run_id}))
+
+
 def prepare(conn, region: Region, spec: FileSpec, run_id: str) -> dict:
     """The ledger entry of the slot, building the file into the outbox the first time only."""
     slot = spec.slot() | {"run_id": run_id}
-    entry = _row(conn.execute(store.query("ledger_slot"), slot))
+    entry = recorded(conn, spec, run_id)
     if entry and Path(entry["local_path"]).exists() and exports.sha256_file(Path(entry["local_path"])) == entry["sha256"]:
         return entry
     path = outbox_path(region, spec, run_id)

@@ -139,7 +139,8 @@ def test_reprise_two_months_to_invs_and_atih(reprise_env):
     run = env.run({"establishment": GOOD, "start_date": M2.isoformat(), "end_date": M1_END.isoformat(),
                    "recipients": ["invs", "atih"]})
     assert run.state == "success", _states(run)
-    assert _states(run) == {"validate": "success", "send": "success", "notify": "success"}
+    assert _states(run) == {"validate": "success", "send": "success", "notify": "success",
+                            "notify_failure": "skipped"}
 
     invs_m2 = f"RPU_{GOOD}_{M2:%Y%m%d}_{M2_END:%Y%m%d}_reprise.xml"
     invs_m1 = f"RPU_{GOOD}_{M1:%Y%m%d}_{M1_END:%Y%m%d}_reprise.xml"
@@ -268,9 +269,44 @@ def test_invalid_form_fails_at_validate_and_sends_nothing(reprise_env, case, cap
     states = _states(run)
     assert states["validate"] == "failed"
     assert states["send"] == "upstream_failed" and states["notify"] == "upstream_failed"
+    assert states["notify_failure"] == "success"
     assert env.uploaded("invs") == env.uploaded("atih") == env.uploaded("ars") == []
     assert env.ledger() == []
-    assert env.mails() == []
+    [m] = env.mails()                                                   # the ARS is told what to correct
+    text, html = _mail_parts(m)
+    assert "Reprise NON FAITE" in m.subject and "formulaire à corriger" in m.subject
+    assert says in text and "rien n'a été préparé ni envoyé" in text
+    assert "Ce qui est à corriger" in html and run.run_id in text
+
+
+def test_a_recipient_down_fails_the_run_and_the_ars_is_told_what_did_not_go(reprise_env, sftp_server,
+                                                                             monkeypatch):
+    """`send` fails for good (ATIH refuses the login): the run is red for operations, and the ARS gets the
+    list of files that went and of the one that did not, from the ledger."""
+    env = reprise_env
+    region = env.region()
+    monkeypatch.setenv(f"AIRFLOW_CONN_{region.recipients['atih'].conn_id.upper()}",
+                       sftp_server.airflow_conn_json("nobody", "wrong"))
+    run = env.run({"establishment": GOOD, "start_date": M2.isoformat(), "end_date": M1_END.isoformat(),
+                   "recipients": ["invs", "atih"]})
+    assert run.state == "failed"
+    assert _states(run) == {"validate": "success", "send": "failed", "notify": "upstream_failed",
+                            "notify_failure": "success"}
+    assert len(env.uploaded("invs")) == 2 and env.uploaded("atih") == []
+    assert [r[7] for r in env.ledger()] == ["failed", "sent", "sent"]
+
+    [m] = env.mails()
+    text, html = _mail_parts(m)
+    assert "1 fichier en échec" in m.subject
+    atih = f"ATIH_RPU_{GOOD}_{date(M1_END.year, 1, 1):%Y%m%d}_{M1_END:%Y%m%d}_reprise.xml"
+    blocks = {b.split("fichier  : ")[1].split()[0]: b for b in text.split("\n\n") if "fichier  : " in b}
+    assert set(blocks) == {atih, f"RPU_{GOOD}_{M2:%Y%m%d}_{M2_END:%Y%m%d}_reprise.xml",
+                           f"RPU_{GOOD}_{M1:%Y%m%d}_{M1_END:%Y%m%d}_reprise.xml"}
+    for name, block in blocks.items():
+        assert ("ÉCHEC de l'envoi" in block) == (name == atih), block
+    assert "ATTENTION : 1 fichier n'a pas pu être envoyé" in text and "nobody" not in text
+    for trace in PATIENT_TRACES:
+        assert trace not in m.subject and trace not in text and trace not in html, trace
 
 
 @pytest.mark.parametrize("form", [
@@ -310,7 +346,9 @@ def test_reprise_dag_policy(shipped_dagbag, region):
     assert type(dag.timetable).__name__ == "NullTimetable" and not dag.timetable.can_be_scheduled   # schedule=None
     assert set(dag.tags) == {region.code, "rpu", "reprise"}
     assert dag.doc_md and region.name in dag.doc_md and "Simulation" in dag.doc_md
-    assert {t.task_id for t in dag.tasks} == {"validate", "send", "notify"}
+    assert {t.task_id for t in dag.tasks} == {"validate", "send", "notify", "notify_failure"}
+    assert dag.get_task("notify_failure").trigger_rule == "one_failed"
+    assert dag.get_task("notify_failure").upstream_task_ids == {"validate", "send"}
     for task in dag.tasks:
         assert task.owner == region.team, task.task_id
         assert task.retries >= 1, f"{task.task_id} has no retries"
