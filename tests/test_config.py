@@ -142,6 +142,18 @@ def test_unknown_timezone(tmp_path):
     assert str(path) in msg and "timezone" in msg and "'Europe/Pariss'" in msg
 
 
+def test_blocking_expectations_must_exist(tmp_path):
+    """A typo in quality.blocking would hold every batch of the region: the region file is refused instead."""
+    from rpu.quality import catalogue
+
+    known = sorted(catalogue())[0]
+    ok = load_region(write(tmp_path, MINIMAL + f"quality:\n  blocking: [{known}]\n"))
+    assert ok.quality_blocking == (known,)
+    path = write(tmp_path, MINIMAL + f"quality:\n  blocking: [{known}, SEXE_DOMIAN]\n")
+    msg = config_error(path)
+    assert str(path) in msg and "quality.blocking[1]" in msg and "'SEXE_DOMIAN'" in msg and known in msg
+
+
 def test_timezone_naming_a_directory_is_a_config_error(tmp_path):
     # zoneinfo raises IsADirectoryError for "Europe": it must still be a ConfigError
     path = write(tmp_path, MINIMAL.replace("Europe/Paris", "Europe"))

@@ -290,6 +290,16 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
         if e.get("finess_ej") in seen:
             problems.append(f"establishments[{i}].finess_ej: {e['finess_ej']!r} is the site (ET) number of an "
                             "establishment: an EJ number cannot also be an ET number")
+    blocking = data.get("quality", {}).get("blocking", [])
+    if blocking:
+        # a name that is no expectation would hold every batch of the region (the gate cannot judge it)
+        from rpu.quality import catalogue
+
+        known = catalogue()
+        for i, name in enumerate(blocking):
+            if name not in known:
+                problems.append(f"quality.blocking[{i}]: {name!r} is not an expectation of the quality suites "
+                                f"(known: {', '.join(sorted(known))})")
     if problems:
         raise ConfigError("invalid region file:\n  " + "\n  ".join(f"{source}: {p}" for p in problems))
 
