@@ -137,7 +137,7 @@ et `notify` envoie alors le récapitulatif complet.
             from rpu.connections import db_url
 
             _skip_without_ars_address()
-            plan = ti.xcom_pull(task_ids="validate") if ti is not None else None
+            plan = ti.xcom_pull(task_ids="validate")
             if plan is None:
                 problems = rpu_reprise.problems_of(region, dict(params or {}), rpu_reprise.today_in(region))
                 subject, text, html = rpu_reprise.refusal_mail(region, dict(params or {}), problems, run_id=run_id,
