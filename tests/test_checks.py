@@ -10,7 +10,7 @@ import pytest
 from rpu import rpu_format as F
 from rpu.checks import VISIT_COLUMNS, check_file
 from rpu.config import PROJECT_DIR, get_region
-from rpu.problems import FILE, QUALITY, RULES, VISIT, WARNING, Problem
+from rpu.problems import FILE, INTAKE_RULES, QUALITY, RULES, VISIT, WARNING, Problem
 from rpu_xml import rpu_file, visit
 
 
@@ -66,6 +66,13 @@ def _schema():
     return rpu_file([visit(), visit()]).replace(b"<GRAVITE>2</GRAVITE>", b"<GRAVITE><X/></GRAVITE>")
 
 
+def _huge_visit():
+    # a regional element of many modest children: no item is over the limit, the visit is
+    extra = "<HMED>" + "".join(f"<L>{'x' * 1000}</L>" for _ in range(F.MAX_VISIT_BYTES // 500)) + "</HMED>"
+    return rpu_file([visit(), visit()]).replace(b"<ORIENT></ORIENT></PATIENT>",
+                                                f"<ORIENT></ORIENT>{extra}</PATIENT>".encode(), 1)
+
+
 # rule → (file bytes, region: None, "demo" or "tiny" (the demo with a size limit just below the file), sender)
 FILE_AND_VISIT_TRIGGERS = {
     "FILE_TOO_LARGE": (lambda: rpu_file([visit()]), "tiny", None),
@@ -79,6 +86,11 @@ FILE_AND_VISIT_TRIGGERS = {
     "ENTREE_MISSING": (lambda: rpu_file([visit(), visit(ENTREE="")]), None, None),
     "ENTREE_INVALID": (lambda: rpu_file([visit(), visit(ENTREE="31/11/2026 10:00")]), None, None),
     "ENTREE_OUTSIDE_PERIOD": (lambda: rpu_file([visit(), visit(ENTREE="02/11/2026 00:00")]), None, None),
+    "ORDRE_OUT_OF_RANGE": (lambda: rpu_file([visit()], ordre="40000"), None, None),
+    "VISIT_TOO_LARGE": (_huge_visit, None, None),
+    "ITEM_TOO_LONG": (lambda: rpu_file([visit(), visit()]).replace(
+        b"<ORIENT></ORIENT></PATIENT>\n</PASSAGES>",
+        f"<ORIENT></ORIENT><HMED>{'x' * (F.MAX_ITEM_CHARS + 1)}</HMED></PATIENT>\n</PASSAGES>".encode()), None, None),
 }
 
 WARNING_TRIGGERS = {
@@ -86,6 +98,7 @@ WARNING_TRIGGERS = {
     "PERIOD_INVALID": dict(visits=[visit()], debut="2026-10-26"),
     "NO_VISIT": dict(visits=[]),
     "ORDRE_INVALID": dict(visits=[visit()], ordre="A"),
+    "PERIOD_BOUNDED": dict(visits=[visit()], debut="01/01/2000", fin="31/12/2030"),
 }
 
 OTHER_DOMAIN_VALUE = "ZZ"
@@ -111,7 +124,7 @@ for _item in F.DOMAINS:
 
 def test_every_rule_has_a_trigger():
     levels = {rule: level for rule, (level, _) in RULES.items()}
-    assert {r for r, lv in levels.items() if lv in (FILE, VISIT)} == set(FILE_AND_VISIT_TRIGGERS)
+    assert {r for r, lv in levels.items() if lv in (FILE, VISIT)} - INTAKE_RULES == set(FILE_AND_VISIT_TRIGGERS)
     assert {r for r, lv in levels.items() if lv == QUALITY} == set(QUALITY_TRIGGERS)
     assert {r for r, lv in levels.items() if lv == WARNING} == set(WARNING_TRIGGERS)
 

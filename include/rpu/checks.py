@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from rpu import rpu_format as F
-from rpu.config import Region
+from rpu.config import PERIOD_MARGIN_DAYS, Region
 from rpu.parse import FileRejected, Header, RawVisit, RpuReader, reader_for
 from rpu.problems import Problem
 
@@ -137,7 +137,12 @@ def check_header(h: Header, region: Region | None, sender: str | None) -> tuple[
         try:
             ordre = int(h.ordre)
         except ValueError:
-            warnings.append(Problem("ORDRE_INVALID", f"ORDRE {h.ordre!r} n'est pas un nombre : 0 retenu", line=line))
+            warnings.append(Problem("ORDRE_INVALID", f"ORDRE {_shown(h.ordre)} n'est pas un nombre : 0 retenu",
+                                    line=line))
+        else:
+            if not 0 <= ordre <= F.MAX_ORDRE:
+                raise FileRejected(Problem("ORDRE_OUT_OF_RANGE", f"ORDRE {_shown(h.ordre)} hors de l'intervalle "
+                                           f"0–{F.MAX_ORDRE} (en général 0)", line=line))
     start, end = F.parse_date(h.datedebut), F.parse_date(h.datefin)
     for name, raw, parsed in (("DATEDEBUT", h.datedebut, start), ("DATEFIN", h.datefin, end)):
         if raw and parsed is None:
@@ -150,8 +155,16 @@ def check_header(h: Header, region: Region | None, sender: str | None) -> tuple[
     return FileHeader(h.finess, etab, ordre, extract, start, end), warnings
 
 
+def _shown(value: str, limit: int = 40) -> str:
+    """A header value quoted in a message, cut short (a header item has no length limit of its own)."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 def check_visit(raw: RawVisit, start: date | None, end: date | None) -> tuple[tuple | None, Problem | None]:
     """(row, None) for a storable visit, its flags inside the row; (None, problem) for a rejected one."""
+    if raw.too_long is not None:
+        return None, Problem("ITEM_TOO_LONG", f"élément {raw.too_long} de plus de {F.MAX_ITEM_CHARS} caractères : "
+                             "passage non enregistré", raw.line, raw.idx)
     items = raw.items
     get = items.get
     entree_s = get("ENTREE", "")
@@ -285,9 +298,42 @@ def check_file(path: Path | str, region: Region | None = None, sender: str | Non
         if report.per_day:
             report.period_start = report.period_start or min(report.per_day)
             report.period_end = report.period_end or max(report.per_day)
+        bound_period(report, region.period_margin_days if region else PERIOD_MARGIN_DAYS)
     else:
         report.per_day.clear()   # "accepted visits per entry date": none in a rejected file
     return report
+
+
+def bound_period(report: FileReport, margin_days: int) -> None:
+    """Cut the period a file replaces to its visits' span widened by `margin_days` on each side (the EXTRACT
+    day stands for the span of a file without accepted visit), with a PERIOD_BOUNDED warning naming the days
+    left alone: a header declaring 2000–2030 around one visit does not erase 30 years of stored days."""
+    start, end = report.period_start, report.period_end
+    if start is None or end is None:
+        return
+    if report.per_day:
+        low, high = min(report.per_day), max(report.per_day)
+    elif report.extract is not None:
+        low = high = report.extract.date()
+    else:
+        return
+    margin = timedelta(days=margin_days)
+    new_start, new_end = max(start, low - margin), min(end, high + margin)
+    if (new_start, new_end) == (start, end):
+        return
+    declared = f"{F.format_date(start)} – {F.format_date(end)}"
+    if new_start > new_end:
+        report.period_start = report.period_end = None
+        report.warnings.append(Problem("PERIOD_BOUNDED", f"période déclarée {declared} à plus de {margin_days} jours "
+                                       "de tout passage (ou de la date d'extraction) : aucun jour n'est remplacé"))
+        return
+    report.period_start, report.period_end = new_start, new_end
+    kept = [f"{F.format_date(a)} – {F.format_date(b)}" for a, b in ((start, new_start - timedelta(days=1)),
+                                                                  (new_end + timedelta(days=1), end)) if a <= b]
+    report.warnings.append(Problem(
+        "PERIOD_BOUNDED", f"période déclarée {declared} ramenée à {F.format_date(new_start)} – "
+        f"{F.format_date(new_end)} ({margin_days} jours au plus autour des passages) : les jours "
+        f"{' et '.join(kept)} ne sont pas remplacés, les passages déjà reçus pour ces jours sont conservés"))
 
 
 def _start(report: FileReport, reader: RpuReader, region: Region | None,

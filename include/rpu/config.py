@@ -25,6 +25,8 @@ def regions_dir() -> Path:
 
 RECIPIENTS = ("invs", "ars", "atih")
 ATIH_SCHEDULES = {"monthly": "0 6 2 * *", "weekly": "0 6 * * 1"}
+PERIOD_MARGIN_DAYS = 31   # a file replaces at most this many days beyond its visits' span (docs/intake.md)
+CHUNK_FILES = 5           # files per mapped intake task instance
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", "~", ".lock", ".writing")
 
 SCHEMA = {
@@ -49,6 +51,8 @@ SCHEMA = {
                 "base_dir": {"type": "string"},
                 "stable_seconds": {"type": "number", "minimum": 0},
                 "max_file_mb": {"type": "number", "exclusiveMinimum": 0},
+                "period_margin_days": {"type": "integer", "minimum": 0, "maximum": 366},
+                "chunk_files": {"type": "integer", "minimum": 1, "maximum": 500},
                 "temp_suffixes": {"type": "array", "items": {"type": "string", "minLength": 1}},
                 "layout": {
                     "type": "object",
@@ -59,6 +63,7 @@ SCHEMA = {
             },
         },
         "archive_dir": {"type": "string", "minLength": 1},
+        "archive_retention_days": {"type": ["integer", "null"], "minimum": 1},
         "outbox_dir": {"type": "string", "minLength": 1},
         "window_days": {"type": "integer", "minimum": 1, "maximum": 31},
         "recipients": {
@@ -202,6 +207,9 @@ class Region:
     max_file_bytes: int = 512 * 1024 * 1024
     temp_suffixes: tuple[str, ...] = TEMP_SUFFIXES
     archive_dir: Path = Path("var/archive")
+    archive_retention_days: int | None = None   # None: keep every raw file
+    period_margin_days: int = PERIOD_MARGIN_DAYS
+    chunk_files: int = CHUNK_FILES
     retries: int = 3
     retry_delay_minutes: float = 5.0
     sftp_connect_attempts: int = 3
@@ -327,6 +335,9 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
         max_file_bytes=int(float(intake.get("max_file_mb", 512)) * 1024 * 1024),
         temp_suffixes=tuple(intake.get("temp_suffixes", TEMP_SUFFIXES)),
         archive_dir=Path(data.get("archive_dir", data_dir / "archive" / code)),
+        archive_retention_days=data.get("archive_retention_days"),
+        period_margin_days=intake.get("period_margin_days", PERIOD_MARGIN_DAYS),
+        chunk_files=intake.get("chunk_files", CHUNK_FILES),
         retries=data.get("retries", 3),
         retry_delay_minutes=float(data.get("retry_delay_minutes", 5)),
         sftp_connect_attempts=data.get("sftp_connect_attempts", 3),

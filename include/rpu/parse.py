@@ -29,6 +29,24 @@ ENCODING_ALIASES = {"ascii": "windows-1252", "us-ascii": "windows-1252", "latin1
                     "cp1252": "windows-1252"}
 
 
+class ParserStopped(RuntimeError):
+    """The forked parser died (killed, out of memory): a fault of ours, not of the file."""
+
+
+class _CountingReader:
+    """The file as lxml reads it (in chunks of 32 KiB), counting the bytes handed over so far: the parse loop
+    bounds what a visit may take without building it first (F.MAX_VISIT_BYTES)."""
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.consumed = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.consumed += len(data)
+        return data
+
+
 class FileRejected(Exception):
     """A file-level problem: the whole file is rejected."""
 
@@ -57,6 +75,7 @@ class RawVisit:
     da: list[str]
     actes: list[str]
     extra: dict[str, str]     # regional elements, kept raw (text, or XML when they have children)
+    too_long: str | None = None   # first item longer than F.MAX_ITEM_CHARS (its value is cut to that length)
 
 
 def sniff_encoding(path: Path) -> tuple[str, str | None]:
@@ -156,16 +175,29 @@ class RpuReader:
                       remove_comments=True, remove_pis=True, encoding=encoding)
         if self.with_schema:
             kwargs["schema"] = schema()
-        it = etree.iterparse(str(self.path), **kwargs)
+        source = open(self.path, "rb")
+        counted = _CountingReader(source)
+        it = etree.iterparse(counted, **kwargs)
         idx = 0
         el = None
         items_known = F.SIMPLE_ITEMS
         list_items = F.LIST_ITEMS
+        max_item = F.MAX_ITEM_CHARS
+        # bytes handed to the parser by the end of the last visit (or block): a visit is never built whole
+        # in memory beyond F.MAX_VISIT_BYTES, plus one read chunk, plus one text node (libxml2: 10 MB at most)
+        budget = F.MAX_VISIT_BYTES + 32 * 1024
+        mark = 0
         try:
             for _, el in it:
+                if counted.consumed - mark > budget:
+                    raise FileRejected(Problem(
+                        "VISIT_TOO_LARGE", f"plus de {F.MAX_VISIT_BYTES // 1024} Ko lus sans fin de passage "
+                        f"(passage n°{idx + 1}) : un passage ne peut pas être aussi volumineux",
+                        line=el.sourceline, visit=idx + 1))
                 tag = el.tag
                 if tag == F.PATIENT:
                     idx += 1
+                    mark = counted.consumed
                     if self.header is None:
                         raise FileRejected(Problem(
                             "SCHEMA", "le bloc ETABLISSEMENT doit précéder les PASSAGES", line=el.sourceline,
@@ -174,6 +206,7 @@ class RpuReader:
                     da: list[str] = []
                     actes: list[str] = []
                     extra: dict[str, str] = {}
+                    too_long = None
                     for child in el:
                         ctag = child.tag
                         if ctag in list_items:
@@ -181,18 +214,27 @@ class RpuReader:
                             for sub in child:
                                 v = _text(sub)
                                 if v:
+                                    if len(v) > max_item:
+                                        v, too_long = v[:max_item], too_long or ctag
                                     target.append(v)
                         elif ctag in items_known:
-                            items[ctag] = _text(child)
+                            v = _text(child)
+                            if len(v) > max_item:
+                                v, too_long = v[:max_item], too_long or ctag
+                            items[ctag] = v
                         elif isinstance(ctag, str):
-                            extra[ctag] = _raw(child)
-                    yield RawVisit(idx, el.sourceline or 0, items, da, actes, extra)
+                            v = _raw(child)
+                            if len(v) > max_item:
+                                v, too_long = v[:max_item], too_long or ctag
+                            extra[ctag] = v
+                    yield RawVisit(idx, el.sourceline or 0, items, da, actes, extra, too_long)
                     el.clear()
                     parent = el.getparent()
                     # detach what was read so the tree does not grow (constant memory)
                     while el.getprevious() is not None:
                         del parent[0]
                 elif tag == F.PASSAGES:
+                    mark = counted.consumed
                     # files with one PASSAGES per PATIENT: drop the emptied wrappers too
                     el.clear()
                     prev = el.getprevious()
@@ -200,6 +242,7 @@ class RpuReader:
                         el.getparent().remove(prev)
                         prev = el.getprevious()
                 elif tag == F.HEADER:
+                    mark = counted.consumed
                     if el.getroottree().docinfo.doctype:
                         raise _doctype_forbidden()
                     self.header = self._header(el)
@@ -211,6 +254,8 @@ class RpuReader:
             self.visits_read = idx
         except etree.XMLSyntaxError as exc:
             raise FileRejected(self._locate(exc, it, idx)) from None
+        finally:
+            source.close()
         if self.header is None:
             raise FileRejected(Problem("SCHEMA", "bloc ETABLISSEMENT absent"))
 
@@ -317,7 +362,7 @@ def _parse_into(reader: RpuReader, out) -> None:
     batch: list[tuple] = []
     try:
         for v in reader.visits():
-            batch.append((v.idx, v.line, v.items, v.da, v.actes, v.extra))
+            batch.append((v.idx, v.line, v.items, v.da, v.actes, v.extra, v.too_long))
             if len(batch) >= _BATCH:
                 out.send_bytes(pickle.dumps(("v", reader.header, batch), pickle.HIGHEST_PROTOCOL))
                 batch = []
@@ -360,14 +405,15 @@ class ParallelReader(RpuReader):
                 try:
                     message = pickle.loads(receive.recv_bytes())
                 except EOFError:
-                    raise RuntimeError(f"the parser of {self.path.name} stopped unexpectedly "
-                                       f"(exit code {child.exitcode})") from None
+                    child.join(timeout=5)
+                    raise ParserStopped(f"the parser of {self.path.name} stopped unexpectedly "
+                                        f"(exit code {child.exitcode})") from None
                 kind = message[0]
                 if kind == "v":
                     if message[1] is not None and self.header is None:
                         self.header = message[1]
-                    for idx, line, items, da, actes, extra in message[2]:
-                        yield RawVisit(idx, line, items, da, actes, extra)
+                    for idx, line, items, da, actes, extra, too_long in message[2]:
+                        yield RawVisit(idx, line, items, da, actes, extra, too_long)
                 elif kind == "end":
                     self.warnings.extend(message[1])
                     self.visits_read = message[2]

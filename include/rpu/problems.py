@@ -12,6 +12,13 @@ FILE, VISIT, QUALITY, WARNING = "file", "visit", "quality", "warning"
 # rule → (level, description in French, shown in receipts, reports and docs)
 RULES: dict[str, tuple[str, str]] = {
     "FILE_TOO_LARGE": (FILE, "fichier au-delà de la taille maximale acceptée"),
+    "NAME_INVALID": (FILE, "nom de fichier illisible (octets hors UTF-8 ou caractères de contrôle)"),
+    "NAME_TOO_LONG": (FILE, "nom de fichier trop long"),
+    "NOT_A_FILE": (FILE, "entrée du dépôt qui n'est pas un fichier ordinaire (lien symbolique, répertoire…)"),
+    "VISIT_TOO_LARGE": (FILE, "passage démesuré (taille d'un passage au-delà de la limite)"),
+    "ORDRE_OUT_OF_RANGE": (FILE, "ORDRE hors de l'intervalle 0–32767"),
+    "DATABASE_REFUSED": (FILE, "contenu refusé par la base régionale"),
+    "CHECK_FAILED": (FILE, "contrôle du fichier impossible (incident à l'ORU)"),
     "NOT_WELL_FORMED": (FILE, "XML mal formé (balise non fermée, caractère interdit, fichier tronqué…)"),
     "DOCTYPE_FORBIDDEN": (FILE, "déclaration DOCTYPE interdite"),
     "SCHEMA": (FILE, "structure non conforme au schéma RPU 2006"),
@@ -22,9 +29,11 @@ RULES: dict[str, tuple[str, str]] = {
     "ENTREE_MISSING": (VISIT, "date d'entrée (ENTREE) absente"),
     "ENTREE_INVALID": (VISIT, "date d'entrée (ENTREE) illisible (attendu JJ/MM/AAAA HH:MM)"),
     "ENTREE_OUTSIDE_PERIOD": (VISIT, "date d'entrée hors de la période DATEDEBUT–DATEFIN du fichier"),
+    "ITEM_TOO_LONG": (VISIT, "élément régional du passage trop long (plus de 1000 caractères)"),
     "ENCODING": (WARNING, "encodage corrigé à la lecture"),
     "PERIOD_INVALID": (WARNING, "DATEDEBUT/DATEFIN illisible : période déduite des dates d'entrée"),
     "NO_VISIT": (WARNING, "fichier sans aucun passage : la période est vidée"),
+    "PERIOD_BOUNDED": (WARNING, "période déclarée trop large : jours éloignés des passages non remplacés"),
     "ORDRE_INVALID": (WARNING, "ORDRE illisible : 0 retenu"),
     "CP_FORMAT": (QUALITY, "code postal mal formé (5 caractères, 2A/2B, XX999, 99XXX, 99999)"),
     "NAISSANCE_INVALID": (QUALITY, "date de naissance illisible"),
@@ -39,6 +48,9 @@ RULES: dict[str, tuple[str, str]] = {
     "DA_FORMAT": (QUALITY, "diagnostic associé hors format CIM-10"),
     "ACTE_FORMAT": (QUALITY, "acte hors format CCAM"),
 }
+# Rules the intake applies to an inbox entry or on loading (its name, its kind, what the database says), not
+# rpu.checks.check_file on the content: tested by tests/test_intake_fortress.py.
+INTAKE_RULES = frozenset({"NAME_INVALID", "NAME_TOO_LONG", "NOT_A_FILE", "DATABASE_REFUSED", "CHECK_FAILED"})
 for _item in ("SEXE", "MODE_ENTREE", "PROVENANCE", "TRANSPORT", "TRANSPORT_PEC", "GRAVITE", "MODE_SORTIE",
               "DESTINATION", "ORIENT"):
     RULES[f"{_item}_DOMAIN"] = (QUALITY, f"valeur de {_item} hors nomenclature")

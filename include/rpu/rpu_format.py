@@ -73,6 +73,16 @@ DATETIME_S_FMT = "%d/%m/%Y %H:%M:%S"
 MAX_AGE_YEARS = 120
 MAX_DURATION_HOURS = 72
 
+# Size bounds of this project (no national rule): a real visit is about 1 KB and its longest item a free text
+# of a few hundred characters. A known item longer than MAX_ITEM_CHARS is refused by the XSD (SCHEMA: the
+# item's type); a regional element (as written, children included) that long rejects its visit alone
+# (ITEM_TOO_LONG). More than MAX_VISIT_BYTES of the file read without a visit ending rejects the file
+# (VISIT_TOO_LARGE), while parsing, before anything reaches the database: memory stays bounded whatever the
+# file holds. ORDRE is stored as a PostgreSQL smallint.
+MAX_ITEM_CHARS = 1000
+MAX_VISIT_BYTES = 256 * 1024
+MAX_ORDRE = 32767
+
 
 def parse_date(text: str | None) -> date | None:
     """`JJ/MM/AAAA` → date; None when empty or invalid. (fromisoformat on the reordered slices: the fastest

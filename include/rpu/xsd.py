@@ -16,7 +16,7 @@ from xml.sax.saxutils import quoteattr
 from rpu import rpu_format as F
 
 XSD_PATH = Path(__file__).resolve().parents[1] / "xsd" / "rpu2006.xsd"
-MAX_TEXT = 1000  # longer item values are garbage, not data
+MAX_TEXT = F.MAX_ITEM_CHARS  # longer item values are garbage, not data
 
 
 def render() -> str:
