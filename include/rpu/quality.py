@@ -44,7 +44,7 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from rpu import rpu_format as F
+from rpu import faults, rpu_format as F
 from rpu.problems import QUALITY, RULES
 
 log = logging.getLogger(__name__)
@@ -606,8 +606,11 @@ def run_gate(conn, region, db_url: str, file_id: int) -> dict:
                                            started=started))
                 runs.append(_pandas_run(ctx, BATCH_SUITE, days_frame(days), count_parameters(history, len(days))))
     except Exception as exc:   # the gate's own failure is a result, not a crash of the intake
-        log.exception("quality gate of file #%s failed", file_id)
         message = _safe_message(exc, db_url)
+        if faults.db_error(exc) is not None:   # its text may quote a visit's value: SQLSTATE and place only
+            log.error("quality gate of file #%s failed: %s", file_id, message)
+        else:
+            log.exception("quality gate of file #%s failed", file_id)
         done = {r["suite"] for r in runs}
         runs += [_suite_run(s, "sql" if s == VISIT_SUITE else "pandas", error=message, status="error",
                             started=started) for s in SUITES if s not in done]
@@ -629,6 +632,7 @@ def run_gate(conn, region, db_url: str, file_id: int) -> dict:
                     details=_json(o["details"]), error=o["error"]))
         if held:
             conn.execute(store.query("quality_quarantine_insert"), {"file_id": file_id, "expectations": held})
+        conn.execute(store.query("quality_gate_done"), {"file_id": file_id})
     log.info("quality gate of file #%s: %s%s in %.1f s", file_id,
              ", ".join(f"{r['suite']} {r['status']}" for r in runs), f", quarantined ({', '.join(held)})"
              if held else "", time.perf_counter() - started)
@@ -642,8 +646,13 @@ def _json(v):
 
 
 def _safe_message(exc: BaseException, db_url: str) -> str:
-    """The exception in one line, without the database password if the driver echoed it."""
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500] if str(exc) else type(exc).__name__
+    """The exception in one line, without the database password if the driver echoed it; a database error by
+    its SQLSTATE and place only (PostgreSQL quotes values in its messages)."""
+    db = faults.db_error(exc)
+    if db is not None:
+        text = faults.describe_db_error(db, "quality gate")
+    else:
+        text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500] if str(exc) else type(exc).__name__
     try:
         from psycopg.conninfo import conninfo_to_dict
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from contextlib import contextmanager
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -242,19 +245,41 @@ def _file_params(report, *, name, sha256, size, sender, status, archive_path, re
     )
 
 
-def find_duplicate(conn, sha256: str):
-    return conn.execute(query("find_duplicate"), {"sha256": sha256}).fetchone()
+def find_duplicate(conn, sha256: str, who: str | None):
+    """The accepted file of the same sender (`who`: the sender, else the establishment) with this content."""
+    if not who:
+        return None
+    return conn.execute(query("find_duplicate"), {"sha256": sha256, "who": who}).fetchone()
+
+
+def record_rejection(conn, problem, *, name: str, sha256: str | None, size: int, sender: str | None,
+                     archive_path=None, remote_path=None, received_at=None) -> int:
+    """Record a file rejected outside rpu.checks (an inbox entry refused before reading it, a content the
+    database refused): a received file like any other, with its reason; returns its id."""
+    from rpu.checks import FileReport
+
+    report = FileReport(file=name, accepted=False, errors=[problem])
+    with conn.transaction():
+        return conn.execute(query("insert_received_file"), _file_params(
+            report, status="rejected", name=name, sha256=sha256, size=size, sender=sender,
+            archive_path=archive_path, remote_path=remote_path, received_at=received_at)).fetchone()[0]
 
 
 def load_file(conn, path: Path, *, region, sender: str | None, name: str, sha256: str, size: int,
               archive_path=None, remote_path=None, received_at=None, progress=None) -> LoadOutcome:
     """Check and load one file in ONE transaction: COPY into a stage, then cancel-and-replace per day.
 
-    A crash at any point rolls everything back (the previous data stays); the same content already processed
-    is recorded as a duplicate and changes nothing."""
+    A crash at any point rolls everything back (the previous data stays); the content of a file already
+    accepted from the same sender is recorded as a duplicate and changes nothing. A failure of the checks
+    themselves on this content (a defect no rule names) raises ContentRefused (CHECK_FAILED): the caller
+    rejects the file rather than retrying it forever."""
+    import psycopg
     from psycopg.pq import TransactionStatus
 
+    from rpu import faults
     from rpu.checks import check_file
+    from rpu.parse import ParserStopped
+    from rpu.problems import Problem
 
     if conn.info.transaction_status != TransactionStatus.IDLE:
         # inside a caller's transaction our block would only be a savepoint: refuse rather than half-commit
@@ -262,16 +287,24 @@ def load_file(conn, path: Path, *, region, sender: str | None, name: str, sha256
     common = dict(name=name, sha256=sha256, size=size, sender=sender, archive_path=archive_path,
                   remote_path=remote_path, received_at=received_at)
     with conn.transaction():
-        dup = find_duplicate(conn, sha256)
+        dup = find_duplicate(conn, sha256, sender)
         if dup:
             fid = conn.execute(query("insert_received_file"), _file_params(
                 None, status="duplicate", duplicate_of=dup[0], **common)).fetchone()[0]
             return LoadOutcome("duplicate", fid, None, duplicate_of=dup[0])
         create_stage(conn)
-        with copy_stage(conn) as copy:
-            sink = CopySink(copy)
-            report = check_file(path, region, sender, sink, name=name, progress=progress)
-            sink.flush()
+        try:
+            with copy_stage(conn) as copy:
+                sink = CopySink(copy)
+                report = check_file(path, region, sender, sink, name=name, progress=progress)
+                sink.flush()
+        except (psycopg.Error, OSError, MemoryError, ParserStopped):
+            raise
+        except Exception as exc:
+            log.error("checking %s failed (%s): file rejected as CHECK_FAILED", name, faults.code_location(exc))
+            raise faults.ContentRefused(Problem(
+                "CHECK_FAILED", "le contrôle de ce fichier a échoué sur un cas imprévu : il est conservé par "
+                "l'ORU, qui corrigera le contrôle ; contactez-le avant de le renvoyer")) from None
         if not report.accepted:
             # nothing of a rejected file is stored but its record and reasons (the stage is dropped)
             conn.execute("TRUNCATE stage")
@@ -280,7 +313,7 @@ def load_file(conn, path: Path, *, region, sender: str | None, name: str, sha256
             return LoadOutcome("rejected", fid, report)
         # one load at a time per establishment; re-check duplicates under the lock (same file twice at once)
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('rpu-etab:' || %s))", (report.etab,))
-        dup = find_duplicate(conn, sha256)
+        dup = find_duplicate(conn, sha256, sender or report.etab)
         if dup:
             fid = conn.execute(query("insert_received_file"), _file_params(
                 None, status="duplicate", duplicate_of=dup[0], **common)).fetchone()[0]

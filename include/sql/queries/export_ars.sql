@@ -7,7 +7,6 @@ SELECT etab AS "FINESS", cp AS "CP", {identifying} rpu_age(naissance, entry_date
        nullif(array_to_string(actes, ','), '') AS "LISTE_ACTES", to_char(sortie, 'YYYY-MM-DD HH24:MI') AS "SORTIE",
        mode_sortie AS "MODE_SORTIE", destination AS "DESTINATION", orient AS "ORIENT",
        (extract(epoch FROM sortie - entree) / 60)::integer AS "DUREE_MIN"
-FROM visit
+FROM exportable_visit visit
 WHERE entry_date BETWEEN %(start)s AND %(end)s AND (%(etab)s::text IS NULL OR etab = %(etab)s)
-  AND NOT EXISTS (SELECT 1 FROM quality_quarantine q WHERE q.file_id = visit.file_id AND q.released_at IS NULL)
 ORDER BY etab, entree, file_id, idx

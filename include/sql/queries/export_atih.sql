@@ -2,7 +2,7 @@
 -- else the fallback below); NAISSANCE replaced by the age in whole years at entry. Otherwise as stored.
 -- Fallback for a postal code missing from the table: abroad (99xxx), "commune unknown" (XX999) and unknown
 -- (99999) codes are kept; another code of a known département becomes <dép>999; empty or malformed → 99999.
--- Columns in the order of rpu.exports.ATIH_ITEMS; rows, order and quarantine as in export_oscour.sql.
+-- Columns in the order of rpu.exports.ATIH_ITEMS; rows, order and exportable visits as in export_oscour.sql.
 -- The postal code table is read once into a jsonb object (a few thousand keys, looked up per visit): a join
 -- would lose the index order and bring back a sort.
 SELECT coalesce((SELECT jsonb_object_agg(rtrim(g.cp), rtrim(g.code_geo)) FROM pmsi_geo g) ->> v.cp, CASE
@@ -14,7 +14,6 @@ SELECT coalesce((SELECT jsonb_object_agg(rtrim(g.cp), rtrim(g.code_geo)) FROM pm
        rpu_xml_items('ACTE', v.actes),
        coalesce(to_char(v.sortie, 'DD/MM/YYYY HH24:MI'), v.raw_invalid ->> 'SORTIE'), v.mode_sortie,
        v.destination, v.orient
-FROM visit v
+FROM exportable_visit v
 WHERE v.etab = %(etab)s AND v.entry_date BETWEEN %(start)s AND %(end)s
-  AND v.file_id <> ALL (ARRAY(SELECT q.file_id FROM quality_quarantine q WHERE q.released_at IS NULL))
 ORDER BY v.entry_date, v.id

@@ -1,4 +1,4 @@
--- Does an accepted file still need its quality gate (never run, e.g. a crash between the load and the gate)?
-SELECT f.status = 'accepted' AND NOT EXISTS (SELECT 1 FROM quality_run r WHERE r.file_id = f.id) AS needed
+-- Does an accepted file still wait for its quality gate (never run, e.g. a crash between the load and the gate)?
+SELECT f.gate_pending AS needed
 FROM received_file f
 WHERE f.id = %(file_id)s;
