@@ -21,36 +21,53 @@ def build_intake(region: Region):
         tags=[region.code, "rpu", "intake"],
         doc_md=f"""
 ### Intake — {region.name} (`{region.code}`)
-Lists each establishment's SFTP inbox (`{region.layout.inbox}`), skips files still being written, then for each
-file (one mapped task, named after the FINESS and the file): download, local archive copy, XSD and FEDORU
-checks, load into the regional database in one transaction (cancel-and-replace by day), quality gate (Great
-Expectations suites: results stored; a blocking failure holds the batch back until `rpu release`), receipt in
-`ack/`, move to `archive/` or `rejected/`. A failed instance names the establishment's file; clear it to retry — a rerun
-never loads a file twice. Connections: `{region.sftp_intake_conn_id}` (SFTP), `{region.db_conn_id}` (database).
+Lists each establishment's SFTP inbox (`{region.layout.inbox}`), skips files still being written, then ingests
+the files in chunks of {region.chunk_files} (one mapped task per chunk, named after the FINESS and file of each;
+larger chunks when a backlog would pass Airflow's `max_map_length`). Each file on its own: download (checked on
+the opened handle: never through a symlink), local archive copy, XSD and FEDORU checks, load into the regional
+database in one transaction (cancel-and-replace by day), quality gate (Great Expectations suites: results
+stored; the batch is exported only once its gate ran, and a blocking failure holds it back until
+`rpu release`), receipt in `ack/`, move to `archive/` or `rejected/`. An entry that cannot be read as a file
+(odd or over-long name, symlink, directory, over `max_file_mb`) is refused alone, with its receipt. A fault of
+ours (database, SFTP) fails the chunk after its other files and it is retried — a rerun never loads a file
+twice; a file's content never fails a task. `tidy` removes the leftovers of killed tasks from the work area
+and applies the archive's retention. Connections: `{region.sftp_intake_conn_id}` (SFTP), `{region.db_conn_id}`
+(database).
 """,
     )
     def intake():
         @task
+        def tidy() -> dict:
+            """Remove work files of killed tasks and archived files past the region's retention."""
+            from rpu import intake as rpu_intake
+
+            return rpu_intake.tidy(region)
+
+        @task
         def list_new_files() -> list[dict]:
-            """List the files waiting in every establishment's inbox (only those no longer growing)."""
+            """List every inbox entry waiting (files no longer growing, entries to refuse), in chunks."""
+            from airflow.sdk.configuration import conf
+
             from rpu import intake as rpu_intake, sftp
 
             with sftp.open_remote(region.sftp_intake_conn_id, region.sftp_connect_attempts) as remote:
-                return rpu_intake.list_new_files(region, remote)
+                items = rpu_intake.list_new_files(region, remote)
+            return rpu_intake.chunks(region, items, conf.getint("core", "max_map_length"))
 
-        @task(map_index_template="{{ rpu_file }}", max_active_tis_per_dagrun=2)
-        def ingest(item: dict) -> dict:
-            """Download, check, load, acknowledge and archive one file."""
+        @task(map_index_template="{{ rpu_files }}", max_active_tis_per_dagrun=2)
+        def ingest(chunk: dict) -> list[dict]:
+            """Download, check, load, acknowledge and archive each file of one chunk."""
             from airflow.sdk import get_current_context
 
             from rpu import intake as rpu_intake, sftp
             from rpu.connections import db_url
 
-            get_current_context()["rpu_file"] = f"{item['finess']} · {item['name']}"
+            get_current_context()["rpu_files"] = chunk["label"]
             with sftp.open_remote(region.sftp_intake_conn_id, region.sftp_connect_attempts) as remote:
-                return rpu_intake.ingest_remote_file(region, item, remote, db_url(region.db_conn_id))
+                return rpu_intake.ingest_items(region, chunk["files"], remote, db_url(region.db_conn_id))
 
-        ingest.expand(item=list_new_files())
+        tidy()
+        ingest.expand(chunk=list_new_files())
 
     return intake()
 

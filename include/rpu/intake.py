@@ -11,15 +11,16 @@ import hashlib
 import json
 import logging
 import posixpath
-import shutil
 import time
+import unicodedata
 import uuid
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
-from rpu import store
+from rpu import faults, files, store
 from rpu.config import Region
-from rpu.problems import RULES
+from rpu.problems import RULES, Problem
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,16 @@ def sha256_of(path: Path) -> tuple[str, int]:
 
 
 def archive_copy(region: Region, path: Path, owner: str, name: str, sha256: str) -> Path:
-    """Keep the raw file: <archive_dir>/<FINESS>/<YYYY>/<MM>/<name> (a different content gets its hash)."""
+    """Keep the raw file: <archive_dir>/<FINESS>/<YYYY>/<MM>/<name> (a different content gets its hash),
+    0600 in 0700 directories."""
     now = datetime.now(region.tz)
-    directory = region.archive_dir / owner / f"{now:%Y}" / f"{now:%m}"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = files.private_dir(region.archive_dir / owner / f"{now:%Y}" / f"{now:%m}")
     target = directory / name
     if target.exists() and sha256_of(target)[0] != sha256:
         target = directory / f"{name}.{sha256[:12]}"
     if not target.exists():
         tmp = directory / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-        shutil.copyfile(path, tmp)
+        files.copy_private(path, tmp)
         tmp.replace(target)
     return target
 
@@ -55,29 +56,69 @@ def ingest_path(region: Region, db_url: str, path: Path, *, sender: str | None =
                 remote_path: str | None = None, progress=None, quality_gate: bool = True) -> dict:
     """Archive, check and load one local file, then run the quality gate on its batch (accepted files, in a
     transaction of its own after the load's: rpu.quality.run_gate); returns the receipt data (`receipt_data`).
-    `quality_gate=False` leaves the gate out (benchmarks measure the load alone)."""
+    `quality_gate=False` leaves the gate out (benchmarks measure the load alone; the batch then waits for its
+    gate and is not exported).
+
+    A content the database refuses is rejected (DATABASE_REFUSED), a defect of the checks on it too
+    (CHECK_FAILED): a file is never retried for its content. Any other database failure raises
+    rpu.faults.DatabaseFault, told by SQLSTATE and place only (PostgreSQL quotes values in its messages)."""
+    import psycopg
+
     path = Path(path)
     name = name or path.name
     sha256, size = sha256_of(path)
     archived = archive_copy(region, path, sender or "manual", name, sha256)
-    with store.connection(db_url) as conn:
-        resumed = None
-        if remote_path:
-            resumed = conn.execute(store.query("find_resumed"), dict(sha256=sha256, remote_path=remote_path)).fetchone()
-        if resumed:
-            file_id = resumed[0]
-            log.info("%s from %s was already processed (file #%s): completing its delivery", name, sender, file_id)
-        else:
-            outcome = store.load_file(conn, path, region=region, sender=sender, name=name, sha256=sha256, size=size,
-                                      archive_path=archived, remote_path=remote_path, progress=progress)
-            file_id = outcome.file_id
-        if quality_gate:
-            from rpu import quality
+    step = "connection"
+    try:
+        with store.connection(db_url) as conn:
+            step = "load"
+            file_id, gated = _load(conn, region, path, name=name, sender=sender, sha256=sha256, size=size,
+                                   archived=archived, remote_path=remote_path, progress=progress)
+            if quality_gate:
+                from rpu import quality
 
-            # also after a rerun: a crash between the load's commit and the gate's leaves the gate to do
-            if quality.gate_needed(conn, file_id):
-                quality.run_gate(conn, region, db_url, file_id)
-        return receipt_data(conn, region, file_id)
+                step = "quality gate"
+                # also after a rerun: a crash between the load's commit and the gate's leaves the gate to do;
+                # a duplicate brings the gate of its original if that one is still waiting
+                if quality.gate_needed(conn, gated):
+                    quality.run_gate(conn, region, db_url, gated)
+            step = "receipt"
+            return receipt_data(conn, region, file_id)
+    except psycopg.Error as exc:
+        raise faults.DatabaseFault(f"{name}: database error {faults.describe_db_error(exc, step)}") from None
+
+
+def _load(conn, region: Region, path: Path, *, name, sender, sha256, size, archived, remote_path,
+          progress) -> tuple[int, int]:
+    """(id of the file's record, id of the batch whose gate is due): the load, a resumed delivery, or a
+    rejection for a content the database or the checks could not take."""
+    import psycopg
+
+    if remote_path:
+        resumed = conn.execute(store.query("find_resumed"), dict(sha256=sha256, remote_path=remote_path)).fetchone()
+        if resumed:
+            log.info("%s from %s was already processed (file #%s): completing its delivery", name, sender,
+                     resumed[0])
+            return resumed[0], resumed[0]
+    common = dict(name=name, sha256=sha256, size=size, sender=sender, archive_path=archived,
+                  remote_path=remote_path)
+    try:
+        outcome = store.load_file(conn, path, region=region, progress=progress, **common)
+    except faults.ContentRefused as exc:
+        fid = store.record_rejection(conn, exc.problem, **common)
+        return fid, fid
+    except psycopg.Error as exc:
+        if not faults.is_content_fault(exc):
+            raise
+        what = faults.describe_db_error(exc, "load")
+        log.error("%s from %s: %s — file rejected (DATABASE_REFUSED)", name, sender, what)
+        row, column = faults.copy_position(exc)
+        fid = store.record_rejection(conn, Problem(
+            "DATABASE_REFUSED", f"la base régionale refuse une valeur de ce fichier (SQLSTATE {exc.sqlstate}"
+            + (f", colonne {column}" if column else "") + ") : corrigez-la et renvoyez le fichier",
+            visit=row), **common)
+        return fid, fid
+    return outcome.file_id, outcome.duplicate_of or outcome.file_id
 
 
 def receipt_data(conn, region: Region, file_id: int) -> dict:
@@ -220,22 +261,112 @@ def summary(r: dict) -> dict:
 
 
 # --- remote (SFTP) side ------------------------------------------------------------------------------------
+# Every entry of an inbox is judged on its own. An entry refused before its content is read (a name that is
+# not UTF-8 or holds control characters, a name too long for our storage and the receipt's, a symlink, a
+# directory, a size over intake.max_file_mb) is recorded as a rejected file, told in a receipt under a safe
+# name and moved to rejected/, like any rejected file: it never stops the others.
 
-def is_candidate(region: Region, name: str) -> bool:
+# Longest name we take: the work copy, the archive's temporary copy, the receipt's temporary upload and a
+# renamed duplicate in archive/ add up to 22 bytes to it, under the 255 bytes of a file name.
+MAX_NAME_BYTES = 200
+LOCK_FILE_CLASS = 8152006   # advisory lock space (two-key form) of "an inbox entry being processed"
+_REFUSAL_WORDS = {
+    "link": "l'entrée est un lien symbolique, pas un fichier : déposez le fichier lui-même",
+    "dir": "l'entrée est un répertoire, pas un fichier : déposez les fichiers directement dans inbox/",
+    "other": "l'entrée n'est pas un fichier ordinaire",
+    "swapped": "l'entrée a été remplacée (lien symbolique ou autre fichier) pendant son ouverture : elle n'a pas "
+               "été lue",
+}
+
+
+def _bad_char(c: str) -> bool:
+    return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def safe_name(raw: bytes) -> str:
+    """The name under which an entry is told (logs, receipts, rejected/): bytes that are not UTF-8 and control
+    or invisible characters as %XX, cut to MAX_NAME_BYTES with a hash of the whole name."""
+    text = raw.decode("utf-8", "surrogateescape")
+    out = "".join(f"%{ord(c) - 0xDC00:02X}" if 0xDC80 <= ord(c) <= 0xDCFF
+                  else "".join(f"%{b:02X}" for b in c.encode()) if _bad_char(c) else c for c in text)
+    if len(out.encode()) > MAX_NAME_BYTES:
+        head = out.encode()[:MAX_NAME_BYTES - 12].decode("utf-8", "ignore")
+        out = f"{head}~{hashlib.sha256(raw).hexdigest()[:10]}"
+    return out
+
+
+def name_problem(raw: bytes) -> Problem | None:
+    """NAME_INVALID / NAME_TOO_LONG for a name we cannot take as it is, else None."""
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Problem("NAME_INVALID", "nom de fichier qui n'est pas de l'UTF-8 valide (caractères accentués "
+                       "d'un autre encodage ?) : renommez-le en caractères ASCII, par exemple "
+                       "RPU_<FINESS>_<AAAAMMJJhhmmss>.xml")
+    if any(_bad_char(c) for c in name):
+        return Problem("NAME_INVALID", "nom de fichier contenant des caractères de contrôle ou invisibles : "
+                       "renommez-le, par exemple RPU_<FINESS>_<AAAAMMJJhhmmss>.xml")
+    if len(raw) > MAX_NAME_BYTES:
+        return Problem("NAME_TOO_LONG", f"nom de fichier de {len(raw)} octets, au-delà de {MAX_NAME_BYTES} : "
+                       "renommez-le, par exemple RPU_<FINESS>_<AAAAMMJJhhmmss>.xml")
+    return None
+
+
+def _too_large(region: Region, size: int) -> Problem:
+    mib = 1024 * 1024
+    return Problem("FILE_TOO_LARGE", f"fichier de {size / mib:.0f} Mo, au-delà de la limite de "
+                   f"{region.max_file_bytes / mib:.0f} Mo : il n'a pas été téléchargé")
+
+
+def is_candidate(region: Region, name: str | bytes) -> bool:
     """Skip hidden files and names that say they are still being written."""
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "surrogateescape")
     return not name.startswith(".") and not name.lower().endswith(tuple(s.lower() for s in region.temp_suffixes))
 
 
+def _item(region: Region, finess: str, entry) -> dict:
+    """What the DAG maps over for one entry (JSON for XCom): its safe name and path, its raw name when that
+    differs (hex), and its refusal when the listing already tells it."""
+    name = safe_name(entry.raw)
+    item = {"finess": finess, "path": posixpath.join(entry.directory, name), "name": name, "size": entry.size,
+            "mtime": entry.mtime, "kind": entry.kind, "refuse": None}
+    if name.encode() != entry.raw:
+        item["raw"] = entry.raw.hex()
+    problem = name_problem(entry.raw)
+    if problem is None and entry.kind != "file":
+        problem = Problem("NOT_A_FILE", _REFUSAL_WORDS[entry.kind])
+    if problem is None and entry.size > region.max_file_bytes:
+        problem = _too_large(region, entry.size)
+    if problem is not None:
+        item["refuse"] = {"rule": problem.rule, "message": problem.message}
+    return item
+
+
+def _remote_path(item: dict) -> str | bytes:
+    """The entry's real path on the server (bytes when its name is not the safe one)."""
+    if "raw" not in item:
+        return item["path"]
+    return posixpath.dirname(item["path"]).encode() + b"/" + bytes.fromhex(item["raw"])
+
+
 def list_new_files(region: Region, remote, *, stable_seconds: float | None = None) -> list[dict]:
-    """Files waiting in every establishment's inbox whose size and mtime did not change between two looks."""
+    """Entries waiting in every establishment's inbox whose size and mtime did not change between two looks:
+    files to ingest, and entries to refuse (`refuse` set)."""
     wait = region.stable_seconds if stable_seconds is None else stable_seconds
 
-    def look() -> dict[str, tuple]:
+    def look() -> dict[bytes, tuple]:
         seen = {}
         for est in region.establishments:
-            for f in remote.list_files(region.remote_dir("inbox", est.finess)):
-                if is_candidate(region, f.name):
-                    seen[f.path] = (est.finess, f)
+            inbox = region.remote_dir("inbox", est.finess)
+            try:
+                entries = remote.list_entries(inbox)
+            except PermissionError:
+                log.error("inbox %s cannot be read (permission denied): left alone, the others go on", inbox)
+                continue
+            for e in entries:
+                if is_candidate(region, e.raw):
+                    seen[e.path] = (est.finess, e)
         return seen
 
     first = look()
@@ -243,33 +374,176 @@ def list_new_files(region: Region, remote, *, stable_seconds: float | None = Non
         time.sleep(wait)
     second = look() if wait else first
     items = []
-    for path, (finess, f) in second.items():
+    for path, (finess, e) in second.items():
         before = first.get(path)
-        if before is None or (before[1].size, before[1].mtime) != (f.size, f.mtime):
-            log.info("%s is still being written: left for the next run", path)
+        if before is None or (before[1].size, before[1].mtime) != (e.size, e.mtime):
+            log.info("%s · %s is still being written: left for the next run", finess, safe_name(e.raw))
             continue
-        items.append({"finess": finess, "path": path, "name": f.name, "size": f.size, "mtime": f.mtime})
+        items.append(_item(region, finess, e))
     return items
 
 
-def ingest_remote_file(region: Region, item: dict, remote, db_url: str, work_dir: Path | None = None) -> dict:
-    """Download one inbox file, ingest it, then write the receipt in ack/ and move the file out of inbox/."""
-    work = Path(work_dir or region.archive_dir.parent / "work" / region.code)
-    work.mkdir(parents=True, exist_ok=True)
-    local = work / f"{uuid.uuid4().hex[:8]}_{item['name']}"
+def chunks(region: Region, items: list[dict], max_map_length: int = 1024) -> list[dict]:
+    """The mapped units of an intake run: `region.chunk_files` files each, more when the backlog is such that
+    Airflow's max_map_length would be passed (every file waiting is taken in one run)."""
+    size = max(region.chunk_files, -(-len(items) // max_map_length))
+    return [{"label": chunk_label(part), "files": part} for part in
+            (items[i:i + size] for i in range(0, len(items), size))]
+
+
+def chunk_label(items: list[dict], limit: int = 250) -> str:
+    """The map index of a chunk: every `FINESS · name`, within Airflow's 250 characters (else the first ones
+    and how many more; the task log names them all)."""
+    names = [f"{i['finess']} · {i['name']}" for i in items]
+    label = ", ".join(names)
+    if len(label) <= limit:
+        return label
+    for k in range(len(names) - 1, 0, -1):
+        label = ", ".join(names[:k]) + f" … (+{len(names) - k})"
+        if len(label) <= limit:
+            return label
+    return names[0][:limit - 12] + f"… (+{len(names) - 1})"
+
+
+def ingest_items(region: Region, items: list[dict], remote, db_url: str, work_dir: Path | None = None) -> list[dict]:
+    """Ingest the files of one chunk, each on its own (its own transaction, receipt and failure). A fault of
+    ours on one file (database or SFTP down, disk full) does not stop the others; the chunk then fails at the
+    end, naming the files left in their inbox, and Airflow retries it (the files done are no longer there)."""
+    results, failed = [], []
+    with files.WorkArea(Path(work_dir) if work_dir else work_root(region)) as work:
+        for item in items:
+            who = f"{item['finess']} · {item['name']}"
+            log.info("%s: ingest", who)
+            try:
+                results.append(ingest_remote_file(region, item, remote, db_url, work))
+            except faults.DatabaseFault as exc:
+                failed.append(who)
+                log.error("%s not processed (retried): %s", who, exc)
+            except Exception as exc:   # noqa: BLE001 - SFTP, disk, a killed parser: ours, retried
+                failed.append(who)
+                db = faults.db_error(exc)
+                if db is not None:
+                    log.error("%s not processed (retried): %s", who, faults.describe_db_error(db))
+                else:
+                    log.exception("%s not processed (retried)", who)
+    if failed:
+        raise faults.IntakeFault(f"{len(failed)} of {len(items)} files not processed, left in their inbox for "
+                                 f"the retry: {', '.join(failed)}")
+    return results
+
+
+def work_root(region: Region) -> Path:
+    """Where the region's downloads wait for their load (next to the archive)."""
+    return region.archive_dir.parent / "work" / region.code
+
+
+def tidy(region: Region) -> dict:
+    """Local housekeeping of an intake run: leftovers of killed tasks in work/, archive past its retention."""
+    return {"work_leftovers_removed": files.clean_work(work_root(region)),
+            "archived_files_deleted": files.apply_retention(region.archive_dir, region.archive_retention_days)}
+
+
+@contextmanager
+def _entry_lock(db_url: str, path: str):
+    """Hold the lock of one inbox entry while it is processed: a second ingest of the same entry (a rerun
+    racing a slow task) leaves it to the first, so it is loaded once and gets one receipt. The lock lives
+    with its database session: a killed task frees it."""
+    import psycopg
+
     try:
-        remote.download(item["path"], local)
-        r = ingest_path(region, db_url, local, sender=item["finess"], name=item["name"], remote_path=item["path"])
+        conn = store.connect(db_url)
+    except psycopg.Error as exc:
+        raise faults.DatabaseFault(f"database error {faults.describe_db_error(exc, 'entry lock')}") from None
+    try:
+        try:
+            got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                               (LOCK_FILE_CLASS, path)).fetchone()[0]
+        except psycopg.Error as exc:
+            raise faults.DatabaseFault(f"database error {faults.describe_db_error(exc, 'entry lock')}") from None
+        yield conn if got else None
     finally:
-        local.unlink(missing_ok=True)
-    finess = item["finess"]
-    # after the commit only: receipt first, then the move (a rerun redoes both, never the load)
+        conn.close()
+
+
+def _skipped(item: dict, reason: str) -> dict:
+    return {"file": item["name"], "sender": item["finess"], "status": "skipped", "reason": reason}
+
+
+def ingest_remote_file(region: Region, item: dict, remote, db_url: str, work=None) -> dict:
+    """Download one inbox file, ingest it, then write the receipt in ack/ and move the file out of inbox/;
+    or refuse the entry (see `refuse_entry`). Returns the summary told to the task log and XCom."""
+    from rpu.sftp import EntryChanged, EntryRefused
+
+    finess, name, path = item["finess"], item["name"], _remote_path(item)
+    with _entry_lock(db_url, item["path"]) as conn:
+        if conn is None:
+            log.info("%s · %s is being processed by another task: left to it", finess, name)
+            return _skipped(item, "in progress elsewhere")
+        try:
+            remote.lstat(path)
+        except FileNotFoundError:
+            log.info("%s · %s is no longer in the inbox (processed meanwhile)", finess, name)
+            return _skipped(item, "gone")
+        if item.get("refuse"):
+            return refuse_entry(region, item, remote, conn, Problem(**item["refuse"]))
+        with files.WorkArea(work_root(region)) if work is None else nullcontext(work) as area:
+            local = area.file(name)
+            try:
+                try:
+                    with files.open_private(local) as out:
+                        remote.download_checked(path, out, limit=region.max_file_bytes)
+                except EntryRefused as exc:
+                    problem = (_too_large(region, exc.size or item["size"]) if exc.reason == "too_large"
+                               else Problem("NOT_A_FILE", _REFUSAL_WORDS[exc.reason]))
+                    return refuse_entry(region, item, remote, conn, problem)
+                except EntryChanged:
+                    log.info("%s · %s changed while being read: left for the next run", finess, name)
+                    return _skipped(item, "changed")
+                r = ingest_path(region, db_url, local, sender=finess, name=name, remote_path=item["path"])
+            finally:
+                local.unlink(missing_ok=True)
+        _deliver(region, remote, item, r, conn)
+        log.info("%s · %s: %s (%s visits loaded, %s rejected)", finess, name, r["status"], r["visits_loaded"],
+                 r["visits_rejected"])
+        return summary(r)
+
+
+def refuse_entry(region: Region, item: dict, remote, conn, problem: Problem) -> dict:
+    """Refuse an inbox entry without reading it: recorded as a rejected file (once, even across reruns),
+    receipt under its safe name, moved to rejected/. `conn`: the session holding the entry's lock."""
+    import psycopg
+
+    try:
+        found = conn.execute(store.query("find_refusal"),
+                             {"remote_path": item["path"], "size": item["size"]}).fetchone()
+        fid = found[0] if found else store.record_rejection(
+            conn, problem, name=item["name"], sha256=None, size=item["size"], sender=item["finess"],
+            remote_path=item["path"])
+        r = receipt_data(conn, region, fid)
+    except psycopg.Error as exc:
+        raise faults.DatabaseFault(f"{item['name']}: database error "
+                                   f"{faults.describe_db_error(exc, 'refusal')}") from None
+    _deliver(region, remote, item, r, conn)
+    log.warning("%s · %s refused: [%s] %s", item["finess"], item["name"], problem.rule, RULES[problem.rule][1])
+    return summary(r)
+
+
+def _deliver(region: Region, remote, item: dict, r: dict, conn) -> None:
+    """After the commit only: receipt first, then the move (a rerun redoes both, never the load), then the
+    record that the delivery is done."""
+    import psycopg
+
+    finess, name = item["finess"], item["name"]
     ack_dir = region.remote_dir("ack", finess)
-    remote.put_bytes(posixpath.join(ack_dir, f"{item['name']}.ack.txt"), receipt_text(r).encode("utf-8"))
-    remote.put_bytes(posixpath.join(ack_dir, f"{item['name']}.ack.json"),
+    remote.put_bytes(posixpath.join(ack_dir, f"{name}.ack.txt"), receipt_text(r).encode("utf-8"))
+    remote.put_bytes(posixpath.join(ack_dir, f"{name}.ack.json"),
                      json.dumps(r, ensure_ascii=False, indent=1).encode("utf-8"))
     dest = region.remote_dir("rejected" if r["status"] == "rejected" else "archive", finess)
-    moved_to = remote.move_into(item["path"], dest)
-    log.info("%s %s: %s (%s visits loaded, %s rejected) → %s", finess, item["name"], r["status"],
-             r["visits_loaded"], r["visits_rejected"], moved_to)
-    return summary(r)
+    moved_to = remote.move_into(_remote_path(item), dest, name)
+    try:
+        conn.execute(store.query("mark_delivered"), {"file_id": r["file_id"]})
+    except psycopg.Error as exc:
+        # the file is out of the inbox: nothing will look for its delivery again; say so and go on
+        log.error("%s · %s delivered to %s, but not recorded as such: %s", finess, name, moved_to,
+                  faults.describe_db_error(exc, "delivery"))
+    log.info("%s · %s → %s", finess, name, moved_to)

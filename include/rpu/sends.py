@@ -13,7 +13,7 @@ import posixpath
 import re
 from pathlib import Path
 
-from rpu import exports, store
+from rpu import exports, files, store
 from rpu.config import Region
 from rpu.exports import FileSpec
 
@@ -42,14 +42,15 @@ def prepare(conn, region: Region, spec: FileSpec, run_id: str) -> dict:
     if entry and Path(entry["local_path"]).exists() and exports.sha256_file(Path(entry["local_path"])) == entry["sha256"]:
         return entry
     path = outbox_path(region, spec, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    files.private_dir(path.parent)   # patient data: 0600 files in 0700 directories
     tmp = path.with_name(path.name + ".building")
+    files.write_private(tmp, b"")    # the builder truncates it and keeps its mode
     visits = spec.build(conn, tmp)
     tmp.replace(path)
     sha = exports.sha256_file(path)
     if spec.manifest:
-        path.with_name(path.name + ".manifest.json").write_bytes(
-            exports.manifest_bytes(spec, visits, sha, conn, region))
+        files.write_private(path.with_name(path.name + ".manifest.json"),
+                            exports.manifest_bytes(spec, visits, sha, conn, region))
     with conn.transaction():
         entry = _row(conn.execute(store.query("ledger_prepare"), slot | {
             "sha256": sha, "size_bytes": path.stat().st_size, "visits": visits, "local_path": str(path)}))
