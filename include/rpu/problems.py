@@ -13,9 +13,9 @@ FILE, VISIT, QUALITY, WARNING = "file", "visit", "quality", "warning"
 RULES: dict[str, tuple[str, str]] = {
     "FILE_TOO_LARGE": (FILE, "fichier au-delà de la taille maximale acceptée"),
     "NAME_INVALID": (FILE, "nom de fichier illisible (octets hors UTF-8 ou caractères de contrôle)"),
-    "NAME_TOO_LONG": (FILE, "nom de fichier trop long"),
+    "NAME_TOO_LONG": (FILE, "nom de fichier trop long (plus de 200 octets)"),
     "NOT_A_FILE": (FILE, "entrée du dépôt qui n'est pas un fichier ordinaire (lien symbolique, répertoire…)"),
-    "VISIT_TOO_LARGE": (FILE, "passage démesuré (taille d'un passage au-delà de la limite)"),
+    "VISIT_TOO_LARGE": (FILE, "passage démesuré (plus de 256 Ko lus sans fin de passage)"),
     "ORDRE_OUT_OF_RANGE": (FILE, "ORDRE hors de l'intervalle 0–32767"),
     "DATABASE_REFUSED": (FILE, "contenu refusé par la base régionale"),
     "CHECK_FAILED": (FILE, "contrôle du fichier impossible (incident à l'ORU)"),
