@@ -5,6 +5,7 @@ whatever a visit holds. The examples are derandomized and bounded in number so t
 every run (a failure found here is reproducible as is)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -127,13 +128,13 @@ def test_every_mutated_file_is_judged_and_nothing_raises(data, tmp_path_factory)
 
 
 PEAK = textwrap.dedent("""
-    import sys
+    import json, sys
     from rpu.checks import check_file
     from rpu.config import PROJECT_DIR, get_region
     region = get_region("demo", PROJECT_DIR / "config" / "regions")
     report = check_file(sys.argv[1], region, sys.argv[2])
     peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) // 1024
-    print(report.accepted, ",".join(p.rule for p in report.errors), peak)
+    print(json.dumps({"accepted": report.accepted, "rules": [p.rule for p in report.errors], "peak_mb": peak}))
 """)
 
 
@@ -154,6 +155,6 @@ def test_memory_stays_bounded_whatever_a_visit_holds(mb, child, where, tmp_path_
     out = subprocess.run([sys.executable, "-c", PEAK, str(path), SENDER], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    accepted, rules, peak_mb = out.stdout.split()
-    assert accepted == "False" and rules.split(",")[0] in ("VISIT_TOO_LARGE", "NOT_WELL_FORMED"), rules
-    assert int(peak_mb) < 200, f"peak {peak_mb} MiB for a visit of {mb} MB"
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert not got["accepted"] and got["rules"][0] in ("VISIT_TOO_LARGE", "NOT_WELL_FORMED"), got
+    assert got["peak_mb"] < 200, f"peak {got['peak_mb']} MiB for a visit of {mb} MB"

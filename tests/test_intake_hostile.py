@@ -147,12 +147,13 @@ def test_a_single_visit_of_a_hundred_megabytes_is_refused_while_streaming(db, re
 
 
 def test_a_regional_element_too_long_rejects_its_visit_alone(db, region, tmp_path):
+    limit = 1000     # rpu_format.MAX_ITEM_CHARS, the XSD's bound of a known item
     data = rpu_file(day_visits("01/11/2026", 2)).replace(
-        b"</ORIENT></PATIENT>", b"</ORIENT><HMED>" + b"9" * (F.MAX_ITEM_CHARS + 5) + b"</HMED></PATIENT>", 1)
+        b"</ORIENT></PATIENT>", b"</ORIENT><HMED>" + b"9" * (limit + 5) + b"</HMED></PATIENT>", 1)
     r = intake.ingest_path(region, db, put(tmp_path, "long.xml", data), sender=ETAB)
     assert r["status"] == "accepted" and (r["visits_loaded"], r["visits_rejected"]) == (1, 1)
     [(rule, raw)] = q(db, "SELECT rule, raw FROM rejected_visit")
-    assert rule == "ITEM_TOO_LONG" and len(raw["HMED"]) == F.MAX_ITEM_CHARS
+    assert rule == "ITEM_TOO_LONG" and len(raw["HMED"]) == limit == F.MAX_ITEM_CHARS
 
 
 PATIENT_VALUE = "Zanzibar-Ouest-4217"
