@@ -19,6 +19,7 @@ import pytest
 
 from rpu import exports, faults, files, intake, quality, sends, store
 from rpu import rpu_format as F
+from exported import everywhere, exported
 from rpu_xml import rpu_file, visit
 
 ETAB = "990000127"     # CH de Valbourg
@@ -213,33 +214,17 @@ def test_a_database_outage_is_a_fault_of_ours_told_without_its_content(region, t
 
 # --- 7. a send never exports a batch whose gate has not run, or held it ------------------------------------------
 
-def _exported(db, etab=ETAB, start=date(2026, 10, 26), end=date(2026, 11, 1)) -> dict[str, int]:
-    with store.connection(db) as conn:
-        params = {"etab": etab, "start": start, "end": end}
-        return {
-            "counts": sum(n for _, _, n in conn.execute(store.query("export_counts"), params)),
-            "oscour": len(conn.execute(store.query("export_oscour"), params).fetchall()),
-            "atih": len(conn.execute(store.query("export_atih"), params).fetchall()),
-            "ars": len(conn.execute(store.query("export_ars").format(identifying=""), params).fetchall()),
-            "reprise": conn.execute(store.query("reprise_count"), params).fetchone()[0],
-        }
-
-
-def _all(n: int) -> dict[str, int]:
-    return dict.fromkeys(("counts", "oscour", "atih", "ars", "reprise"), n)
-
-
 def test_a_send_between_the_load_and_its_gate_does_not_export_the_batch(db, region, tmp_path, monkeypatch):
     held = dataclasses.replace(region, quality_blocking=("SEXE_DOMAIN",))
     bad = day_visits("01/11/2026", 6)
     bad[0]["SEXE"] = "X"
     path = put(tmp_path, "f.xml", rpu_file(bad))
-    in_gate, exported = threading.Event(), threading.Event()
+    in_gate, sent = threading.Event(), threading.Event()
     real = quality._visit_suite_sql
 
     def slow_gate(*args, **kwargs):
         in_gate.set()                      # the load has committed, the gate is reading the batch…
-        assert exported.wait(30)           # …while a send exports
+        assert sent.wait(30)               # …while a send exports
         return real(*args, **kwargs)
 
     monkeypatch.setattr(quality, "_visit_suite_sql", slow_gate)
@@ -249,15 +234,15 @@ def test_a_send_between_the_load_and_its_gate_does_not_export_the_batch(db, regi
     try:
         assert in_gate.wait(60)
         assert q(db, "SELECT count(*) FROM visit") == [(6,)]     # committed
-        during = _exported(db)
+        during = exported(db, ETAB)
     finally:
-        exported.set()
+        sent.set()
         ingest.join(60)
-    assert during == _all(0)
-    assert result["quality"]["quarantined"] and _exported(db) == _all(0)     # held by the gate
+    assert during == everywhere(0)
+    assert result["quality"]["quarantined"] and exported(db, ETAB) == everywhere(0)     # held by the gate
     with store.connection(db) as conn:
         quality.release(conn, result["file_id"], by="test")
-    assert _exported(db) == _all(6)
+    assert exported(db, ETAB) == everywhere(6)
 
 
 def test_a_batch_whose_gate_never_ran_waits_for_it(db, region, tmp_path):
@@ -265,10 +250,10 @@ def test_a_batch_whose_gate_never_ran_waits_for_it(db, region, tmp_path):
     path = put(tmp_path, "f.xml", rpu_file(day_visits("01/11/2026", 5)))
     r = intake.ingest_path(region, db, path, sender=ETAB, remote_path="x/inbox/f.xml", quality_gate=False)
     assert r["status"] == "accepted" and r["visits_loaded"] == 5
-    assert _exported(db) == _all(0)
+    assert exported(db, ETAB) == everywhere(0)
     assert q(db, "SELECT gate_pending FROM received_file") == [(True,)]
     r = intake.ingest_path(region, db, path, sender=ETAB, remote_path="x/inbox/f.xml")
-    assert r["quality"]["status"] == "passed" and _exported(db) == _all(5)
+    assert r["quality"]["status"] == "passed" and exported(db, ETAB) == everywhere(5)
 
 
 # --- 8. private local files, work leftovers, archive retention ----------------------------------------------------

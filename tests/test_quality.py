@@ -22,6 +22,7 @@ from rpu.checks import check_file
 from rpu.cli import main
 from rpu.config import get_region
 from rpu.problems import QUALITY, RULES
+from exported import everywhere, exported
 from rpu_xml import rpu_file, visit
 
 ETAB = "990000127"
@@ -408,15 +409,8 @@ def test_no_load_of_the_establishment_changes_the_batch_while_the_gate_reads_it(
     assert loaded.is_set()
 
 
-def _exported(db, etab=ETAB, start=date(2026, 10, 26), end=date(2026, 11, 1)) -> dict[str, int]:
-    with store.connection(db) as conn:
-        params = {"etab": etab, "start": start, "end": end}
-        return {
-            "counts": sum(n for _, _, n in conn.execute(store.query("export_counts"), params)),
-            "oscour": len(conn.execute(store.query("export_oscour"), params).fetchall()),
-            "atih": len(conn.execute(store.query("export_atih"), params).fetchall()),
-            "ars": len(conn.execute(store.query("export_ars").format(identifying=""), params).fetchall()),
-        }
+def _exported(db, etab=ETAB) -> dict[str, int]:
+    return exported(db, etab)
 
 
 def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_path, capsys):
@@ -428,7 +422,7 @@ def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_
     assert r["quality"]["quarantined"] and r["quality"]["quarantine"]["expectations"] == ["SEXE_DOMAIN"]
     text = intake.receipt_text(r)
     assert "— BLOQUANT" in text and "LOT EN QUARANTAINE (SEXE_DOMAIN)" in text
-    assert _exported(db) == {"counts": 0, "oscour": 0, "atih": 0, "ars": 0}
+    assert _exported(db) == everywhere(0)
     assert q(db, "SELECT count(*) FROM visit") == [(10,)]
     # another establishment's data still goes out
     other = dataclasses.replace(region, quality_blocking=())
@@ -440,7 +434,7 @@ def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_
     fid = r["file_id"]
     assert main(["release", "--region", "demo", "--db", db, "--file-id", str(fid), "--by", "oru.operator"]) == 0
     assert "released on" in capsys.readouterr().out
-    assert _exported(db) == {"counts": 10, "oscour": 10, "atih": 10, "ars": 10}
+    assert _exported(db) == everywhere(10)
     [(by, at)] = q(db, "SELECT released_by, released_at FROM quality_quarantine WHERE file_id = %s", fid)
     assert by == "oru.operator" and at is not None
     # idempotent: a second release changes nothing
