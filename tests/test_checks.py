@@ -572,3 +572,10 @@ def test_parallel_reader_gives_the_same_reports_as_the_serial_one(tmp_path, monk
         rows[threshold] = reports
     assert rows[0] == rows[1 << 40]
     assert any(not r["accepted"] for r in rows[0] if isinstance(r, dict))
+
+
+def test_a_half_declared_period_without_accepted_visit_replaces_nothing(tmp_path):
+    """DATEFIN empty and no usable ENTREE (found by tests/test_fuzz.py): no period to derive, none is invented."""
+    report, sink = check(tmp_path, rpu_file([visit(ENTREE="")], fin=""))
+    assert report.accepted and report.visits_rejected == 1
+    assert (report.period_start, report.period_end) == (None, None)

@@ -115,7 +115,8 @@ def test_every_mutated_file_is_judged_and_nothing_raises(data, tmp_path_factory)
     report = check_file(path, REGION, SENDER, sink)          # must not raise, whatever the bytes
     assert all(p.rule in RULES for p in report.errors + report.warnings)
     assert all(p.level == WARNING for p in report.warnings)
-    if report.accepted:
+    if report.accepted:      # …and what is accepted can be stored: ORDRE is a smallint of the database
+        assert 0 <= report.ordre <= 32767 and report.extract is not None
         assert all(p.level == VISIT for p in report.errors)
         assert sink.rejects == report.visits_rejected and sink.rows == report.visits - report.visits_rejected
         assert sum(report.per_day.values()) == sink.rows

@@ -298,6 +298,9 @@ def check_file(path: Path | str, region: Region | None = None, sender: str | Non
         if report.per_day:
             report.period_start = report.period_start or min(report.per_day)
             report.period_end = report.period_end or max(report.per_day)
+        if report.period_start is None or report.period_end is None:
+            # half a declared period and no accepted visit to complete it: no day is replaced
+            report.period_start = report.period_end = None
         bound_period(report, region.period_margin_days if region else PERIOD_MARGIN_DAYS)
     else:
         report.per_day.clear()   # "accepted visits per entry date": none in a rejected file
