@@ -15,6 +15,6 @@ SELECT coalesce((SELECT jsonb_object_agg(rtrim(g.cp), rtrim(g.code_geo)) FROM pm
        coalesce(to_char(v.sortie, 'DD/MM/YYYY HH24:MI'), v.raw_invalid ->> 'SORTIE'), v.mode_sortie,
        v.destination, v.orient
 FROM visit v
-WHERE v.etab = %(etab)s AND v.entry_date BETWEEN %(start)s AND %(end)s
-  AND v.file_id <> ALL (ARRAY(SELECT q.file_id FROM quality_quarantine q WHERE q.released_at IS NULL))
+WHERE v.etab = %(etab)s AND v.entry_date BETWEEN %(start)s AND %(end)s AND v.ordre = %(ordre)s
+  AND v.file_id <> ALL (ARRAY(SELECT h.file_id FROM held_back_file h))
 ORDER BY v.entry_date, v.id
