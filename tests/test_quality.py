@@ -410,9 +410,9 @@ def test_no_load_of_the_establishment_changes_the_batch_while_the_gate_reads_it(
 
 def _exported(db, etab=ETAB, start=date(2026, 10, 26), end=date(2026, 11, 1)) -> dict[str, int]:
     with store.connection(db) as conn:
-        params = {"etab": etab, "start": start, "end": end}
-        return {
-            "counts": sum(n for _, _, n in conn.execute(store.query("export_counts"), params)),
+        params = {"etab": etab, "ordre": 0, "start": start, "end": end}
+        return {   # days a file may declare (provided, not held back), then rows each export would write
+            "days": sum(not held for *_, held in conn.execute(store.query("export_days"), params | {"etabs": [etab]})),
             "oscour": len(conn.execute(store.query("export_oscour"), params).fetchall()),
             "atih": len(conn.execute(store.query("export_atih"), params).fetchall()),
             "ars": len(conn.execute(store.query("export_ars").format(identifying=""), params).fetchall()),
@@ -428,7 +428,7 @@ def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_
     assert r["quality"]["quarantined"] and r["quality"]["quarantine"]["expectations"] == ["SEXE_DOMAIN"]
     text = intake.receipt_text(r)
     assert "— BLOQUANT" in text and "LOT EN QUARANTAINE (SEXE_DOMAIN)" in text
-    assert _exported(db) == {"counts": 0, "oscour": 0, "atih": 0, "ars": 0}
+    assert _exported(db) == {"days": 0, "oscour": 0, "atih": 0, "ars": 0}
     assert q(db, "SELECT count(*) FROM visit") == [(10,)]
     # another establishment's data still goes out
     other = dataclasses.replace(region, quality_blocking=())
@@ -440,7 +440,7 @@ def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_
     fid = r["file_id"]
     assert main(["release", "--region", "demo", "--db", db, "--file-id", str(fid), "--by", "oru.operator"]) == 0
     assert "released on" in capsys.readouterr().out
-    assert _exported(db) == {"counts": 10, "oscour": 10, "atih": 10, "ars": 10}
+    assert _exported(db) == {"days": 7, "oscour": 10, "atih": 10, "ars": 10}
     [(by, at)] = q(db, "SELECT released_by, released_at FROM quality_quarantine WHERE file_id = %s", fid)
     assert by == "oru.operator" and at is not None
     # idempotent: a second release changes nothing

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import threading
 import uuid
 from datetime import date
@@ -68,38 +69,41 @@ def run_dag(env, dag_id, logical=LOGICAL):
 
 def ledger(env, recipient=None):
     return env.sql("SELECT recipient, kind, etab, period_start, period_end, file_name, visits, status, sha256, "
-                   "run_id FROM send_ledger WHERE %s::text IS NULL OR recipient = %s ORDER BY file_name",
-                   recipient, recipient)
+                   "run_id, ordre, extract FROM send_ledger WHERE %s::text IS NULL OR recipient = %s "
+                   "ORDER BY file_name, prepared_at", recipient, recipient)
 
 
 def parse_xml(path: Path):
     return etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
 
 
-def test_send_invs_sends_the_window_of_each_active_establishment(send_env):
+def test_send_invs_sends_the_window_of_each_active_establishment_with_data(send_env):
+    """One file per FINESS_ordre with data: the ten other active establishments of the demo region have never
+    sent an accepted file ("declared, not yet in production"): no empty file for them."""
     env = send_env
     run = run_dag(env, "demo_send_invs")
     assert run.state == "success"
     region = env.region()
     box = env.recipient_dirs["invs"]
     names = sorted(p.name for p in box.iterdir())
-    assert names == sorted(f"RPU_{e.finess}_20261106_20261112.xml" for e in region.active)
+    assert len(region.active) == 10
+    assert names == sorted(f"RPU_{e}_0_20261106_20261112.xml" for e in (ACTIVE, ACTIVE_2))
     assert not any(n.endswith(".tmp") for n in names)
     assert not any(SHADOW in n for n in names)
-    doc = parse_xml(box / f"RPU_{ACTIVE}_20261106_20261112.xml")
-    assert doc.findtext("ETABLISSEMENT/FINESS") == ACTIVE
+    doc = parse_xml(box / f"RPU_{ACTIVE}_0_20261106_20261112.xml")
+    assert doc.findtext("ETABLISSEMENT/FINESS") == ACTIVE and doc.findtext("ETABLISSEMENT/ORDRE") == "0"
     assert (doc.findtext("ETABLISSEMENT/DATEDEBUT"), doc.findtext("ETABLISSEMENT/DATEFIN")) == ("06/11/2026",
                                                                                                "12/11/2026")
     entries = [p.findtext("ENTREE") for p in doc.iter("PATIENT")]
     assert len(entries) == 7 * 3 and min(e[:10] for e in entries) == "06/11/2026"
     assert doc.findtext("PASSAGES/PATIENT/COMMUNE") == "Saint-Aurèle"   # same structure as received
     rows = {r[5]: r for r in ledger(env, "invs")}
-    assert len(rows) == len(region.active)
-    mine = rows[f"RPU_{ACTIVE}_20261106_20261112.xml"]
-    assert mine[1:5] == ("daily", ACTIVE, date(2026, 11, 6), date(2026, 11, 12))
+    assert len(rows) == 2
+    mine = rows[f"RPU_{ACTIVE}_0_20261106_20261112.xml"]
+    assert mine[1:5] == ("daily", ACTIVE, date(2026, 11, 6), date(2026, 11, 12)) and mine[10] == 0
     assert mine[6:8] == (21, "sent") and mine[9] == run.run_id
     assert mine[8] == exports.sha256_file(box / mine[5])
-    assert rows[f"RPU_{ACTIVE_2}_20261106_20261112.xml"][6] == 14
+    assert rows[f"RPU_{ACTIVE_2}_0_20261106_20261112.xml"][6] == 14
     # the file passes the concentrator's own checks (RPU 2006 structure)
     from rpu.checks import check_file
 
@@ -115,7 +119,7 @@ def test_shadow_establishment_switched_to_active_is_sent(send_env, tmp_path):
         f"finess: '{SHADOW}'\n  name: Clinique des Tilleuls\n  status: active"), encoding="utf-8")
     assert load_region(path).establishment(SHADOW).status == "active"
     assert run_dag(env, "demo_send_invs").state == "success"
-    assert (env.recipient_dirs["invs"] / f"RPU_{SHADOW}_20261106_20261112.xml").exists()
+    assert (env.recipient_dirs["invs"] / f"RPU_{SHADOW}_0_20261106_20261112.xml").exists()
 
 
 def test_export_ars_csv_and_manifest(send_env):
@@ -128,9 +132,10 @@ def test_export_ars_csv_and_manifest(send_env):
     assert len(rows) == 7 * (3 + 2 + 1)                       # shadow establishments included for the ARS
     first = next(r for r in rows if r["FINESS"] == ACTIVE)
     assert first["AGE"] == "76" and first["DUREE_MIN"] == "85" and first["LISTE_DA"] == "I10"
+    assert {r["ORDRE"] for r in rows} == {"0"}
     manifest = json.loads((box / "ARS_demo_20261106_20261112.csv.gz.manifest.json").read_text())
     assert manifest["visits"] == len(rows)
-    assert manifest["per_day"][ACTIVE]["2026-11-06"] == 3 and manifest["per_day"][SHADOW]["2026-11-12"] == 1
+    assert manifest["per_day"][f"{ACTIVE}_0"]["2026-11-06"] == 3 and manifest["per_day"][f"{SHADOW}_0"]["2026-11-12"] == 1
     assert ledger(env, "ars")[0][6:8] == (len(rows), "sent")
 
 
@@ -149,7 +154,7 @@ def test_send_atih_is_cumulative_and_anonymised(send_env):
     run = run_dag(env, "demo_send_atih", pendulum.datetime(2026, 12, 2, 6, 0, tz="Europe/Paris"))
     assert run.state == "success"
     box = env.recipient_dirs["atih"]
-    name = f"ATIH_RPU_{ACTIVE}_20260101_20261130.xml"
+    name = f"ATIH_RPU_{ACTIVE}_0_20260101_20261130.xml"
     raw = (box / name).read_bytes()
     doc = parse_xml(box / name)
     patients = list(doc.iter("PATIENT"))
@@ -177,7 +182,7 @@ def test_atih_fallback_for_postal_codes_missing_from_the_table(send_env, tmp_pat
     intake.ingest_path(region, env.db_url, path, sender=ACTIVE)
     out = tmp_path / "out"
     with __import__("rpu.store", fromlist=["x"]).connection(env.db_url) as conn:
-        spec = exports.atih_specs(region, date(2026, 12, 2), [ACTIVE])[0]
+        spec = exports.atih_specs(conn, region, date(2026, 12, 2), [ACTIVE])[0]
         exports.write_to_dir(conn, region, [spec], out)
     doc = parse_xml(out / spec.file_name)
     codes = [p.findtext("CODE_GEO") for p in doc.iter("PATIENT") if p.findtext("ENTREE").startswith("20/11")]
@@ -197,7 +202,7 @@ def test_recipient_outage_fails_then_a_retry_sends_the_same_file(send_env, recip
         server.resume()
     assert run.state == "failed"
     failed = {r[5]: r for r in ledger(env, "invs")}
-    mine = failed[f"RPU_{ACTIVE}_20261106_20261112.xml"]
+    mine = failed[f"RPU_{ACTIVE}_0_20261106_20261112.xml"]
     assert mine[7] == "failed" and mine[6] == 21
     assert not list(env.recipient_dirs["invs"].iterdir())
     # new data arrives for the window
@@ -207,7 +212,8 @@ def test_recipient_outage_fails_then_a_retry_sends_the_same_file(send_env, recip
                               debut="12/11/2026", fin="12/11/2026", extract="13/11/2026 09:00:00"))
     intake.ingest_path(region, env.db_url, path, sender=ACTIVE)
     # Airflow's retry of the same task instance: same run id, same slot
-    spec = next(s for s in exports.invs_specs(region, RUN_DAY, [ACTIVE]))
+    with __import__("rpu.store", fromlist=["x"]).connection(env.db_url) as conn:
+        spec = next(s for s in exports.invs_specs(conn, region, RUN_DAY, [ACTIVE]))
     result = sends.send(region, spec, mine[9], db_url(region.db_conn_id),
                         lambda: sftp.open_remote(region.recipients["invs"].conn_id))
     assert result["status"] == "sent" and result["sha256"] == mine[8] and result["visits"] == 21
@@ -271,10 +277,12 @@ def test_rpu_export_writes_what_the_dag_sends(send_env, tmp_path, capsys):
     assert main(["export", "invs", "--region", "demo", "--db", env.db_url, "--date", "2026-11-13",
                  "--out", str(out)]) == 0
     sent = env.recipient_dirs["invs"]
-    for p in out.iterdir():
-        assert p.read_bytes() == (sent / p.name).read_bytes(), p.name
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in sent.iterdir())
+    for p in out.iterdir():   # the same content; only the EXTRACT differs: each file says when it was built
+        assert re.sub(rb"<EXTRACT>[^<]*</EXTRACT>", b"", p.read_bytes()) == \
+            re.sub(rb"<EXTRACT>[^<]*</EXTRACT>", b"", (sent / p.name).read_bytes()), p.name
     assert main(["ledger", "--region", "demo", "--db", env.db_url, "--recipient", "invs"]) == 0
-    assert f"RPU_{ACTIVE}_20261106_20261112.xml" in capsys.readouterr().out
+    assert f"RPU_{ACTIVE}_0_20261106_20261112.xml" in capsys.readouterr().out
 
 
 def test_export_escapes_values_and_computes_ages_at_the_edges(send_env, tmp_path):
@@ -286,7 +294,7 @@ def test_export_escapes_values_and_computes_ages_at_the_edges(send_env, tmp_path
     cases = [("A&B <x> \\ y", "20/11/1950", "20/11/2026", "76"),    # birthday on the entry day
              ("plain", "21/11/1950", "20/11/2026", "75"),           # the day before the birthday
              ("a\ttab", "01/12/2026", "20/11/2026", "-1")]          # born after entry (a flagged visit)
-    visits = [visit(ENTREE=f"{entry} 10:0{i}", SORTIE=f"{entry} 11:00", MOTIF=motif, NAISSANCE=birth)
+    visits = [visit(ENTREE=f"{entry} 10:0{i}", SORTIE=f"{entry} 11:00", MOTIF=motif, NAISSANCE=birth, CP="58110")
               for i, (motif, birth, entry, _) in enumerate(cases)]
     path = tmp_path / "edge.xml"
     path.write_bytes(rpu_file(visits, finess=ACTIVE, debut="20/11/2026", fin="20/11/2026",
@@ -294,8 +302,8 @@ def test_export_escapes_values_and_computes_ages_at_the_edges(send_env, tmp_path
     assert intake.ingest_path(region, env.db_url, path, sender=ACTIVE)["status"] == "accepted"
     out = tmp_path / "out"
     with store.connection(env.db_url) as conn:
-        specs = exports.invs_specs(region, date(2026, 11, 21), [ACTIVE]) + \
-            exports.atih_specs(region, date(2026, 12, 2), [ACTIVE])
+        specs = exports.invs_specs(conn, region, date(2026, 11, 21), [ACTIVE]) + \
+            exports.atih_specs(conn, region, date(2026, 12, 2), [ACTIVE])
         exports.write_to_dir(conn, region, specs, out)
     oscour = parse_xml(out / specs[0].file_name)
     motifs = {p.findtext("MOTIF") for p in oscour.iter("PATIENT")}
