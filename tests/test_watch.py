@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from rpu import intake, mail, store, watch
+from rpu import intake, mail, outbox, store, watch
 from rpu.config import parse_region
 from rpu_xml import rpu_file, visit
 
@@ -228,7 +228,10 @@ def test_an_eight_day_gap_needs_a_reprise_and_the_recovery_says_which_days(regio
     assert "REPRISE NÉCESSAIRE" in watch.describe(f)
     # 6 days: the window still covers it
     assert not find(region, db, CUT - timedelta(days=2)).missing[0].reprise_needed
-    assert find(region, db, CUT - timedelta(days=1)).missing[0].reprise_needed      # 7 days: no longer
+    # 7 days: a file received later that day still covers the day before the gap — the last day the mails give
+    # ("au plus tard"); no reprise yet
+    seven = find(region, db, CUT - timedelta(days=1)).missing[0]
+    assert (seven.days, seven.reprise_needed, seven.catch_up_until) == (7, False, D - timedelta(days=1))
     # the file of D+1 covers D-6 … D: entry days D-8 … D-7 are not provided by any file
     seed.daily(GOOD, D + timedelta(days=1))
     f = find(region, db, CUT + timedelta(days=1))
@@ -442,11 +445,14 @@ def test_notify_sends_one_ars_mail_then_marks_the_notices_and_a_failed_mail_is_s
         def broken(*args):
             raise ConnectionRefusedError("SMTP down")
 
-        with pytest.raises(ConnectionRefusedError):
+        with pytest.raises(outbox.MailNotDelivered, match="SMTP down"):
             watch.notify(conn, region, f, notices, send=broken)
-        assert len(watch.record(conn, region, f, f.now)) == 2           # still pending
-        out = watch.notify(conn, region, f, notices, send=lambda *a: sent.append(a))
+        # the notices are told (kept in the outbox with the mails): not found again, the mails still owed
         assert watch.record(conn, region, f, f.now) == []
+        assert [(m["template"], m["recipients"]) for m in outbox.pending(conn, region)] == [
+            ("watch_ars", [ARS]), ("missing_transmission", [CONTACT])]
+        out = watch.notify(conn, region, f, [], send=lambda *a: sent.append(a))      # the next try sends them
+        assert outbox.pending(conn, region) == []
     assert [(m["template"], m["to"]) for m in out] == [("watch_ars", [ARS]), ("missing_transmission", [CONTACT])]
     assert [a[0] for a in sent] == ["smtp_default"] * 2
     # nothing to tell: no mail; with a daily digest: one mail saying so, with what is still open
