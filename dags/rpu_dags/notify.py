@@ -15,6 +15,11 @@ class RegionFailureNotifier(BaseNotifier):
         super().__init__()
         self.region = region
 
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        # No Airflow-templated field: the mail is rendered by rpu.mail. Skipping this also spares asking the
+        # context's DAG for a Jinja environment, which the serialized DAG of dag.test() does not have.
+        return None
+
     def notify(self, context) -> None:
         from rpu import ops
 

@@ -121,14 +121,15 @@ gardé en attente et part dès son retour (relance de `notify`, ou veille du len
             return summary
 
         @task
-        def notify(summary: dict) -> None:
+        def notify(summary: dict, run_id=None) -> None:
             """Mail the summary of the reprise to the region's ARS address(es), kept pending until delivered."""
             from rpu import reprise as rpu_reprise
             from rpu.connections import db_url
 
             _skip_without_ars_address()
             subject, text, html = rpu_reprise.summary_mail(region, summary)
-            rpu_reprise.mail_ars(region, "reprise_summary", subject, text, html, db_url(region.db_conn_id))
+            rpu_reprise.mail_ars(region, "reprise_summary", subject, text, html, db_url(region.db_conn_id),
+                                 key=f"reprise:{run_id}:notify")
 
         @task(trigger_rule="one_failed")
         def notify_failure(params=None, run_id=None, dag_run=None, ti=None) -> None:
@@ -149,7 +150,9 @@ gardé en attente et part dès son retour (relance de `notify`, ou veille du len
                                                db_url(region.db_conn_id), **_requested(dag_run))
                 subject, text, html = rpu_reprise.summary_mail(region, summary)
                 template = "reprise_summary"
-            rpu_reprise.mail_ars(region, template, subject, text, html, db_url(region.db_conn_id))
+            # its own key: once `send` is cleared and succeeds, `notify` still sends the complete summary
+            rpu_reprise.mail_ars(region, template, subject, text, html, db_url(region.db_conn_id),
+                                 key=f"reprise:{run_id}:notify_failure")
 
         def _skip_without_ars_address() -> None:
             import logging

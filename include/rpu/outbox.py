@@ -30,13 +30,17 @@ class MailNotDelivered(RuntimeError):
     """Some addresses are still owed a mail (server down, or refused for now): kept pending, tried again."""
 
 
-def queue(conn, region: Region, template: str, to: list[str], subject: str, text: str, html: str) -> int:
-    """Record a mail to send; returns its id."""
+def queue(conn, region: Region, template: str, to: list[str], subject: str, text: str, html: str, *,
+          key: str | None = None) -> int | None:
+    """Record a mail to send; returns its id — None when a mail with the same `key` was already queued (the
+    retry of a task that had queued it)."""
     to = [a for a in dict.fromkeys(to) if a]
     if not to:
         raise ValueError("no recipient address")
-    return conn.execute(store.query("outbox_queue"), {"region": region.code, "template": template, "to": to,
-                                                      "subject": subject, "text": text, "html": html}).fetchone()[0]
+    row = conn.execute(store.query("outbox_queue"), {"region": region.code, "template": template, "key": key,
+                                                     "to": to, "subject": subject, "text": text,
+                                                     "html": html}).fetchone()
+    return row[0] if row else None
 
 
 def _attempt(conn, region: Region, mail_id: int, send: Callable) -> dict | None:
@@ -91,6 +95,8 @@ def _report_refusals(conn, region: Region) -> int | None:
             log.warning("region %s: addresses refused by the mail server, and no operations address (alerts.ops) "
                         "to tell: %s", region.code, ", ".join(r["address"] for r in rows))
             return None
+        for r in rows:
+            r["first_refused"] = r["first_refused"].astimezone(region.tz)
         subject, text, html = mail.render(REFUSAL_TEMPLATE, region=region, refusals=rows)
         return queue(conn, region, REFUSAL_TEMPLATE, list(region.ops_emails), subject, text, html)
 

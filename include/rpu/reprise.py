@@ -314,14 +314,17 @@ def refusal_mail(region: Region, params: dict, problems: list[str], *, run_id: s
                        requested_at=requested_at, requested_by=requested_by, recipient_labels=RECIPIENT_LABELS)
 
 
-def mail_ars(region: Region, template: str, subject: str, text: str, html: str, db_url: str, *, send=None) -> list[dict]:
-    """Queue a mail to the region's ARS addresses in the outbox and deliver what is pending; a mail the SMTP
-    server did not take stays pending (rpu.outbox.MailNotDelivered is raised) and leaves with the next flush."""
+def mail_ars(region: Region, template: str, subject: str, text: str, html: str, db_url: str, *, key: str,
+             send=None) -> list[dict]:
+    """Queue a mail to the region's ARS addresses in the outbox — once per `key` (run and task), however often
+    the task is retried — and deliver what is pending; a mail the SMTP server did not take stays pending
+    (rpu.outbox.MailNotDelivered is raised) and leaves with the next flush."""
     from rpu import outbox
 
     with store.connection(db_url) as conn:
         with conn.transaction():
-            outbox.queue(conn, region, template, list(region.ars_emails), subject, text, html)
+            outbox.queue(conn, region, template, list(region.ars_emails), subject, text, html,
+                         key=key)
         return outbox.flush(conn, region, send=send)
 
 

@@ -642,13 +642,17 @@ def notify(conn, region: Region, findings: Findings | dict, notices: list[dict],
     (template, to, subject)."""
     from rpu import outbox
 
+    cutoff = findings.cutoff.isoformat() if isinstance(findings, Findings) else findings["cutoff"]
     with conn.transaction():
         for m in mails(region, findings, notices):
             if not m["to"]:
                 log.warning("watch %s: no ARS address (alerts.ars_none: true): %r not mailed", region.code,
                             m["subject"])
                 continue
-            outbox.queue(conn, region, m["template"], m["to"], m["subject"], m["text"], m["html"])
+            # a retried task queues the same mails again: one per cut-off, template, addresses and notices
+            key = (f"watch:{cutoff}:{m['template']}:{','.join(sorted(m['to']))}:"
+                   f"{','.join(str(n['id']) for n in sorted(m['notices'], key=lambda n: n['id']))}")
+            outbox.queue(conn, region, m["template"], m["to"], m["subject"], m["text"], m["html"], key=key)
         acknowledge(conn, notices, at or datetime.now(region.tz))
     return outbox.flush(conn, region, send=send)
 

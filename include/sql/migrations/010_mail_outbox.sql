@@ -5,6 +5,7 @@ CREATE TABLE mail_outbox (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     region      text        NOT NULL,
     template    text        NOT NULL,     -- include/templates/mail/<template>.*.j2
+    dedupe_key  text,                     -- the same mail queued twice (a retried task) is queued once
     subject     text        NOT NULL,
     body_text   text        NOT NULL,
     body_html   text        NOT NULL,
@@ -18,6 +19,7 @@ CREATE TABLE mail_outbox (
     done_at     timestamptz
 );
 CREATE INDEX mail_outbox_pending ON mail_outbox (region, id) WHERE state = 'pending';
+CREATE UNIQUE INDEX mail_outbox_dedupe ON mail_outbox (region, dedupe_key) WHERE dedupe_key IS NOT NULL;
 
 -- Addresses an SMTP server refused for good: told to the region's operations once (reported_at), not at every
 -- mail; forgotten when the address accepts a mail again.
