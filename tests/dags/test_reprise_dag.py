@@ -524,3 +524,30 @@ def test_render_is_generic_and_says_what_is_missing(tmp_path):
         (tmp_path / "absent.subject.j2").write_text("x", encoding="utf-8")
         mail.render("absent", templates_dir=tmp_path)
     assert "reprise_summary" in mail.templates()
+
+
+def test_the_summary_waits_while_the_mail_server_is_down_and_leaves_when_it_is_back(reprise_env, monkeypatch):
+    """SMTP down longer than notify's retries: the summary is kept pending (it used to be lost), and the next DAG
+    that mails — here the daily watch — sends it once the server answers again."""
+    import json
+
+    import pendulum
+
+    from rpu.localservices import free_port
+
+    env = reprise_env
+    region = env.region()
+    conn_var = f"AIRFLOW_CONN_{region.smtp_conn_id.upper()}"
+    working = json.loads(env.smtp.airflow_conn_json())
+    monkeypatch.setenv(conn_var, json.dumps({**working, "port": free_port("127.0.0.1")}))    # nothing listens
+    run = env.run({"establishment": GOOD, "start_date": M1.isoformat(), "end_date": M1_END.isoformat(),
+                   "dry_run": True})
+    assert run.state == "failed" and _states(run)["notify"] == "failed"
+    assert env.mails() == []
+    assert env.sql("SELECT template, state FROM mail_outbox") == [("reprise_summary", "pending")]
+    monkeypatch.setenv(conn_var, json.dumps(working))                                    # the server is back
+    watch = env.dag("demo_watch").test(logical_date=pendulum.now("Europe/Paris"))
+    assert watch.state == "success"
+    [m] = [m for m in env.mails() if "Reprise" in m.subject]
+    assert "SIMULATION" in m.subject and "CH de Valbourg" in m.subject
+    assert env.sql("SELECT state FROM mail_outbox WHERE template = 'reprise_summary'") == [("done",)]

@@ -232,3 +232,64 @@ def test_a_rejected_file_is_told_to_the_establishment_with_its_reasons(watch_env
     env.smtp.clear()
     env.run(D)
     assert env.mails() == []
+
+
+# --- issue 11: partial refusals by the mail server, failed runs told to operations ------------------------------
+
+OPS = "exploitation-dag@example.org"
+
+
+def _run_any(env, day: date):
+    """A run of `day` whatever its outcome (env.run insists on success)."""
+    return env.base.dag("demo_watch").test(
+        logical_date=pendulum.datetime(day.year, day.month, day.day, 6, 0, tz="Europe/Paris"))
+
+
+def _to(env, address: str):
+    return [m for m in env.smtp.messages if address in m.rcpt_tos]
+
+
+def test_an_address_refused_for_now_is_owed_the_mail_until_it_accepts_it(watch_env):
+    """The server takes the summary for one ARS address and refuses the other for now (450): that is a failure
+    for that address — the run fails (operations are told), the mail stays owed to it alone, and the next run
+    delivers it there without sending it twice to the address that had it."""
+    env = watch_env
+    write_region(env.region_dir, alerts={"ars": ARS, "ops": [OPS]}, establishments=ESTABLISHMENTS)
+    env.seed.normal(GOOD, D - timedelta(days=3), D - timedelta(days=1))      # GOOD: nothing this morning
+    env.seed.normal(OTHER, D - timedelta(days=3), D + timedelta(days=1))
+    env.smtp.refuse(ARS[1], 450, "4.2.2 Mailbox full")
+    run = _run_any(env, D)
+    assert run.state == "failed"
+    assert [_subject(m) for m in _to(env, ARS[0])] == [f"[RPU demo] Veille du {_fr(D)} : 1 absence de transmission"]
+    assert _to(env, ARS[1]) == [] and len(_to(env, CONTACT)) == 1
+    [ops] = _to(env, OPS)                                                    # the failed run, in French
+    text, _ = _check_mail(ops, [OPS])
+    assert _subject(ops).startswith("[RPU demo] ÉCHEC demo_watch — tâche notify")
+    assert "nouvelles tentatives épuisées" in text and "partent à la relance de la tâche" in text
+    env.smtp.accept(ARS[1])
+    env.run(D + timedelta(days=1))                                           # the next day: nothing new to tell
+    [owed] = _to(env, ARS[1])
+    assert _subject(owed) == f"[RPU demo] Veille du {_fr(D)} : 1 absence de transmission"
+    assert len(_to(env, ARS[0])) == 1 and len(_to(env, CONTACT)) == 1        # not twice
+    assert env.sql("SELECT count(*) FROM mail_outbox WHERE state = 'pending'") == [(0,)]
+
+
+def test_an_address_refused_for_good_is_told_to_operations_once_and_never_resent(watch_env):
+    """The only ARS address is refused for good (550): the summary is not sent again every day (it used to stay
+    pending forever), operations hear of the address once, and later summaries still go to the others."""
+    env = watch_env
+    write_region(env.region_dir, alerts={"ars": [ARS[1]], "ops": [OPS]}, establishments=ESTABLISHMENTS)
+    env.seed.normal(GOOD, D - timedelta(days=3), D - timedelta(days=1))
+    env.seed.normal(OTHER, D - timedelta(days=3), D)
+    env.smtp.refuse(ARS[1], 550, "5.1.1 Unknown mailbox")
+    env.run(D)                                                              # nothing owed: the run succeeds
+    [ops] = _to(env, OPS)
+    text, _ = _check_mail(ops, [OPS])
+    assert _subject(ops) == "[RPU demo] 1 adresse refusée par le serveur de courriel"
+    assert f"{ARS[1]} : 550 5.1.1 Unknown mailbox" in text and "signalé qu'une fois" in text
+    env.run(D + timedelta(days=1))                                          # OTHER misses: a new summary
+    env.run(D + timedelta(days=2))
+    assert len(_to(env, OPS)) == 1 and _to(env, ARS[1]) == []
+    assert env.sql("SELECT template, state, refused ? %s FROM mail_outbox WHERE template = 'watch_ars' ORDER BY id",
+                   ARS[1]) == [("watch_ars", "done", True), ("watch_ars", "done", True)]
+    assert env.sql("SELECT address, code, reported_at IS NOT NULL FROM mail_refusal") == [(ARS[1], 550, True)]
