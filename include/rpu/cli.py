@@ -138,8 +138,8 @@ def cmd_ledger(args) -> int:
     if args.json:
         print(json.dumps(rows, default=str, ensure_ascii=False, indent=1))
     else:
-        print(_table(rows, ["prepared_at", "recipient", "kind", "etab", "period_start", "period_end", "file_name",
-                            "visits", "status", "attempts"]))
+        print(_table(rows, ["prepared_at", "recipient", "kind", "etab", "ordre", "period_start", "period_end",
+                            "file_name", "visits", "extract", "status", "attempts"]))
     return 0
 
 
