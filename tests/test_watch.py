@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from rpu import intake, mail, outbox, store, watch
+from rpu import intake, mail, store, watch
 from rpu.config import parse_region
 from rpu_xml import rpu_file, visit
 
@@ -437,6 +437,8 @@ def test_every_watch_template_renders_without_patient_data(region, db, seed):
 
 
 def test_notify_sends_one_ars_mail_then_marks_the_notices_and_a_failed_mail_is_sent_again(region, db):
+    from rpu import outbox
+
     f = _findings(region, D, {GOOD: 1, OTHER: 1})
     sent = []
     with store.connection(db) as conn:
