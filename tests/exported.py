@@ -5,19 +5,18 @@ from datetime import date
 
 from rpu import store
 
-KINDS = ("counts", "oscour", "atih", "ars", "reprise")
+KINDS = ("oscour", "atih", "ars", "reprise")
 
 
 def exported(db: str, etab: str, start: date = date(2026, 10, 26), end: date = date(2026, 11, 1)) -> dict[str, int]:
-    """{kind: visits} for export_counts, export_oscour, export_atih, export_ars and reprise_count."""
+    """{kind: visits} for export_oscour, export_atih (FINESS_ordre 0), export_ars and reprise_count."""
     with store.connection(db) as conn:
-        params = {"etab": etab, "start": start, "end": end}
+        params = {"etab": etab, "ordre": 0, "start": start, "end": end}
         return {
-            "counts": sum(n for _, _, n in conn.execute(store.query("export_counts"), params)),
             "oscour": len(conn.execute(store.query("export_oscour"), params).fetchall()),
             "atih": len(conn.execute(store.query("export_atih"), params).fetchall()),
             "ars": len(conn.execute(store.query("export_ars").format(identifying=""), params).fetchall()),
-            "reprise": conn.execute(store.query("reprise_count"), params).fetchone()[0],
+            "reprise": conn.execute(store.query("reprise_count"), params | {"ordre": None}).fetchone()[0],
         }
 
 

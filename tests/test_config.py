@@ -12,10 +12,13 @@ MINIMAL = """\
 code: abc
 name: Région ABC
 timezone: Europe/Paris
+alerts:
+  ars: ["veille@ars-abc.example.org"]
 establishments:
   - finess: "990000127"
     name: "CH de Valbourg"
 """
+NO_ALERTS = MINIMAL.replace('alerts:\n  ars: ["veille@ars-abc.example.org"]\n', "")
 
 
 def write(directory: Path, text: str, name: str = "abc") -> Path:
@@ -91,8 +94,12 @@ def test_minimal_file_gets_every_default(monkeypatch, tmp_path):
     assert r.max_file_bytes == 512 * 1024 * 1024
     assert r.temp_suffixes == TEMP_SUFFIXES
     assert r.archive_dir == tmp_path / "var" / "archive" / "abc"
-    assert r.retries == 3 and r.retry_delay_minutes == 5.0
-    assert r.ars_emails == ()
+    assert r.retries == 3 and r.retry_delay_minutes == 5.0 and r.retry_max_delay_minutes == 60
+    assert r.ars_emails == ("veille@ars-abc.example.org",) and not r.ars_none and r.ops_emails == ()
+    assert r.geo_table is None and r.geo_min_match == 0.95      # no table file: the one loaded by hand is used
+    assert r.timeouts["intake"] == {"task_minutes": 30, "dagrun_minutes": 120}
+    assert r.timeouts["send"] == {"task_minutes": 60, "dagrun_minutes": 360}
+    assert r.send_invs_deadline == "08:00"
     assert r.source == tmp_path / "abc.yaml"
     (e,) = r.establishments
     assert (e.finess, e.name, e.status, e.finess_ej, e.contact) == ("990000127", "CH de Valbourg", "active", None,
@@ -305,3 +312,45 @@ establishments:
 """
     message = config_error(write(tmp_path, text))
     assert "establishments[1].finess_ej" in message and "990000127" in message
+
+
+# --- outbound flows and alerts ----------------------------------------------------------------------------------
+
+def test_a_region_with_active_establishments_needs_ars_addresses_or_says_it_has_none(tmp_path):
+    """Without alerts.ars the same-day missing-transmission alert would go nowhere: refused unless said on
+    purpose (alerts.ars_none: true); a region whose establishments are all in shadow needs none yet."""
+    msg = config_error(write(tmp_path, NO_ALERTS))
+    assert "alerts.ars" in msg and "alerts.ars_none: true" in msg and "abc.yaml" in msg
+    r = load_region(write(tmp_path, NO_ALERTS + "alerts:\n  ars_none: true\n"))
+    assert r.ars_emails == () and r.ars_none
+    shadow = load_region(write(tmp_path, NO_ALERTS + "    status: shadow\n"))
+    assert shadow.ars_emails == ()
+    ops = load_region(write(tmp_path, MINIMAL.replace("  ars: [", "  ops: [exploit@abc.example.org]\n  ars: [")))
+    assert ops.ops_emails == ("exploit@abc.example.org",)
+
+
+def test_the_demo_sample_is_never_the_table_of_another_region(tmp_path):
+    msg = config_error(write(tmp_path, MINIMAL + "atih:\n  geo_table: include/data/pmsi_geo_sample.csv\n"))
+    assert "atih.geo_table" in msg and "demo sample" in msg
+    # a relative path is the project's, not the working directory's
+    r = load_region(write(tmp_path, MINIMAL + "atih:\n  geo_table: data/pmsi_2026.csv\n  geo_min_match: 0.9\n"))
+    from rpu.config import PROJECT_DIR
+
+    assert r.geo_table == PROJECT_DIR / "data" / "pmsi_2026.csv" and r.geo_min_match == 0.9
+    assert get_region("demo").geo_table == PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv"
+
+
+def test_timeouts_retries_and_the_invs_deadline_are_read(tmp_path):
+    r = load_region(write(tmp_path, MINIMAL + """\
+timeouts:
+  intake: {task_minutes: 10}
+  send: {dagrun_minutes: 90}
+retry_max_delay_minutes: 30
+schedules: {send_invs_deadline: "07:45"}
+"""))
+    assert r.timeouts["intake"] == {"task_minutes": 10, "dagrun_minutes": 120}
+    assert r.timeouts["send"] == {"task_minutes": 60, "dagrun_minutes": 90}
+    assert r.retry_max_delay_minutes == 30 and r.send_invs_deadline == "07:45"
+    assert load_region(write(tmp_path, MINIMAL + "schedules: {send_invs_deadline: none}\n")).send_invs_deadline is None
+    msg = config_error(write(tmp_path, MINIMAL + "timeouts:\n  intake: {task_minutes: 0}\n"))
+    assert "timeouts.intake.task_minutes" in msg

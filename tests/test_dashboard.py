@@ -232,6 +232,7 @@ def _write_regions(directory: Path, data_dir: Path) -> None:
     demo["outbox_dir"] = str(data_dir / "outbox" / "demo")
     (directory / "demo.yaml").write_text(yaml.safe_dump(demo, allow_unicode=True), encoding="utf-8")
     autre = {"code": "autre", "name": "Autre région", "timezone": "Europe/Paris",
+             "alerts": {"ars": ["veille@ars-autre.example.org"]},
              "archive_dir": str(data_dir / "archive" / "autre"), "outbox_dir": str(data_dir / "outbox" / "autre"),
              "establishments": [{"finess": finess_with_key("98000001"), "name": "CH d'Ailleurs"},
                                 {"finess": finess_with_key("98000002"), "name": "Clinique Lointaine"}]}

@@ -21,7 +21,7 @@ def _lines(db: str, rows: list[tuple]) -> tuple[int, bytes]:
     params = {f"r{i}_{j}": v for i, row in enumerate(rows) for j, v in enumerate(row)}
     out = io.BytesIO()
     with store.connection(db) as conn:
-        n = exports._copy_visits(conn, query, params, ITEMS, out)
+        n, _ = exports._copy_visits(conn, query, params, ITEMS, out)
     return n, out.getvalue()
 
 

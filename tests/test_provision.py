@@ -90,6 +90,9 @@ class Env:
     def region_add(self, capsys, code, *extra, name="Région test", tz="Europe/Paris", db=True, sftp=True):
         argv = ["region", "add", "--code", code, "--name", name, "--timezone", tz,
                 "--regions-dir", str(self.regions), "--dags-dir", str(self.dags), *extra]
+        if not {"--ars-email", "--ars-none", "--no-ars"} & set(extra):
+            argv += ["--ars-email", "veille@ars-test.example.org"]
+        argv = [a for a in argv if a != "--no-ars"]
         if db:
             argv += ["--admin-db", self.pg.url()]
         if sftp:
@@ -426,3 +429,20 @@ def test_create_connections(env, capsys, monkeypatch):
     rc, out, err = env.region_add(capsys, "pvb", "--create-connections", sftp=False)
     assert rc == 0, err
     assert "rpu_pvb_db: exists, left alone" in out
+
+
+def test_region_add_needs_the_ars_address_once_an_establishment_is_active(env, capsys):
+    """The same-day missing-transmission alert must reach the ARS: a region with an active establishment and no
+    ARS address is refused, unless --ars-none says so on purpose; the addresses land in alerts."""
+    etabs = str(env.csv(f"finess;name\n{F1};CH A\n"))
+    rc, _, err = env.region_add(capsys, "pvg", "--establishments", etabs, "--no-ars", db=False, sftp=False)
+    assert rc == 2 and "alerts.ars" in err and "--ars-email" in err and "--ars-none" in err
+    assert not (env.regions / "pvg.yaml").exists()
+    rc, _, err = env.region_add(capsys, "pvg", "--establishments", etabs, "--ars-none", db=False, sftp=False)
+    assert rc == 0, err
+    assert load_region(env.regions / "pvg.yaml").ars_none
+    rc, _, err = env.region_add(capsys, "pvh", "--establishments", etabs, "--ars-email", "veille@ars.example.org",
+                                "--ops-email", "exploit@example.org", db=False, sftp=False)
+    assert rc == 0, err
+    r = load_region(env.regions / "pvh.yaml")
+    assert (r.ars_emails, r.ops_emails, r.ars_none) == (("veille@ars.example.org",), ("exploit@example.org",), False)

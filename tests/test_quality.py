@@ -409,8 +409,12 @@ def test_no_load_of_the_establishment_changes_the_batch_while_the_gate_reads_it(
     assert loaded.is_set()
 
 
-def _exported(db, etab=ETAB) -> dict[str, int]:
-    return exported(db, etab)
+def _exported(db, etab=ETAB, start=date(2026, 10, 26), end=date(2026, 11, 1)) -> dict[str, int]:
+    """Rows each export would write, and the days a file may declare (provided, not held back)."""
+    with store.connection(db) as conn:
+        params = {"etab": etab, "ordre": 0, "start": start, "end": end, "etabs": [etab]}
+        days = sum(not held for *_, held in conn.execute(store.query("export_days"), params))
+    return exported(db, etab, start, end) | {"days": days}
 
 
 def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_path, capsys):
@@ -422,7 +426,7 @@ def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_
     assert r["quality"]["quarantined"] and r["quality"]["quarantine"]["expectations"] == ["SEXE_DOMAIN"]
     text = intake.receipt_text(r)
     assert "— BLOQUANT" in text and "LOT EN QUARANTAINE (SEXE_DOMAIN)" in text
-    assert _exported(db) == everywhere(0)
+    assert _exported(db) == everywhere(0) | {"days": 0}
     assert q(db, "SELECT count(*) FROM visit") == [(10,)]
     # another establishment's data still goes out
     other = dataclasses.replace(region, quality_blocking=())
@@ -434,7 +438,7 @@ def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_
     fid = r["file_id"]
     assert main(["release", "--region", "demo", "--db", db, "--file-id", str(fid), "--by", "oru.operator"]) == 0
     assert "released on" in capsys.readouterr().out
-    assert _exported(db) == everywhere(10)
+    assert _exported(db) == everywhere(10) | {"days": 7}
     [(by, at)] = q(db, "SELECT released_by, released_at FROM quality_quarantine WHERE file_id = %s", fid)
     assert by == "oru.operator" and at is not None
     # idempotent: a second release changes nothing

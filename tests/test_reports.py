@@ -22,6 +22,7 @@ REGION_YAML = """\
 code: testreg
 name: Région de test
 timezone: Europe/Paris
+alerts: {ars: ["veille@ars-test.example.org"]}
 establishments:
   - {finess: "990000101", name: "CH Alpha"}
   - {finess: "990000119", name: "CH Bêta"}

@@ -228,7 +228,10 @@ def test_an_eight_day_gap_needs_a_reprise_and_the_recovery_says_which_days(regio
     assert "REPRISE NÉCESSAIRE" in watch.describe(f)
     # 6 days: the window still covers it
     assert not find(region, db, CUT - timedelta(days=2)).missing[0].reprise_needed
-    assert find(region, db, CUT - timedelta(days=1)).missing[0].reprise_needed      # 7 days: no longer
+    # 7 days: a file received later that day still covers the day before the gap — the last day the mails give
+    # ("au plus tard"); no reprise yet
+    seven = find(region, db, CUT - timedelta(days=1)).missing[0]
+    assert (seven.days, seven.reprise_needed, seven.catch_up_until) == (7, False, D - timedelta(days=1))
     # the file of D+1 covers D-6 … D: entry days D-8 … D-7 are not provided by any file
     seed.daily(GOOD, D + timedelta(days=1))
     f = find(region, db, CUT + timedelta(days=1))
@@ -434,6 +437,8 @@ def test_every_watch_template_renders_without_patient_data(region, db, seed):
 
 
 def test_notify_sends_one_ars_mail_then_marks_the_notices_and_a_failed_mail_is_sent_again(region, db):
+    from rpu import outbox
+
     f = _findings(region, D, {GOOD: 1, OTHER: 1})
     sent = []
     with store.connection(db) as conn:
@@ -442,11 +447,14 @@ def test_notify_sends_one_ars_mail_then_marks_the_notices_and_a_failed_mail_is_s
         def broken(*args):
             raise ConnectionRefusedError("SMTP down")
 
-        with pytest.raises(ConnectionRefusedError):
+        with pytest.raises(outbox.MailNotDelivered, match="SMTP down"):
             watch.notify(conn, region, f, notices, send=broken)
-        assert len(watch.record(conn, region, f, f.now)) == 2           # still pending
-        out = watch.notify(conn, region, f, notices, send=lambda *a: sent.append(a))
+        # the notices are told (kept in the outbox with the mails): not found again, the mails still owed
         assert watch.record(conn, region, f, f.now) == []
+        assert [(m["template"], m["recipients"]) for m in outbox.pending(conn, region)] == [
+            ("watch_ars", [ARS]), ("missing_transmission", [CONTACT])]
+        out = watch.notify(conn, region, f, [], send=lambda *a: sent.append(a))      # the next try sends them
+        assert outbox.pending(conn, region) == []
     assert [(m["template"], m["to"]) for m in out] == [("watch_ars", [ARS]), ("missing_transmission", [CONTACT])]
     assert [a[0] for a in sent] == ["smtp_default"] * 2
     # nothing to tell: no mail; with a daily digest: one mail saying so, with what is still open
@@ -525,3 +533,56 @@ def test_quality_gate_findings_are_told_in_plain_words(region, db, seed):
     with psycopg.connect(db, autocommit=True) as conn:   # told once: once mailed, the next run does not repeat it
         watch.acknowledge(conn, notices, f.now)
         assert not [n for n in watch.record(conn, region, find(region, db), f.now) if n["kind"] == "quality"]
+
+
+# --- issue 11: late files, establishments declared without data ---------------------------------------------------
+
+def test_a_file_received_after_the_cut_off_is_told_once_in_the_ars_summary(region, db, seed):
+    """The file due on D-1 (entry days up to D-2) arrived at 06:30, after that morning's cut-off: it was in neither
+    that day's watch nor that morning's sends. The next summary says so, once."""
+    seed.normal(GOOD, D - timedelta(days=3), D - timedelta(days=2))
+    seed.normal(OTHER, D - timedelta(days=3), D)
+    late = seed.daily(GOOD, D - timedelta(days=1), at=time(6, 30))
+    f = find(region, db)
+    [x] = f.late
+    assert (x.file_id, x.etab, x.due, x.period_end) == (late["file_id"], GOOD, D - timedelta(days=1),
+                                                         D - timedelta(days=2))
+    assert x.received_at == datetime.combine(D - timedelta(days=1), time(6, 30), tzinfo=TZ)
+    assert f"RETARD    {GOOD} CH de Valbourg : {late['file']} reçu le 15/06/2026 06:30" in watch.describe(f)
+    with store.connection(db) as conn:
+        notices = watch.record(conn, region, f, f.now)
+        [ars] = [m for m in watch.mails(region, f, notices) if m["template"] == "watch_ars"]
+        assert "1 fichier arrivé après la coupure" in ars["subject"]
+        assert "FICHIERS ARRIVÉS APRÈS L'HEURE DE COUPURE (1)" in ars["text"]
+        assert (f"CH de Valbourg (FINESS {GOOD}) : {late['file']}, reçu le 15/06/2026 à 06:30, après la coupure de "
+                "06:00 (passages jusqu'au 14/06/2026") in ars["text"]
+        assert late["file"] in ars["html"] and "après l'heure de coupure" in ars["html"]
+        _no_patient_data(ars["subject"], ars["text"], ars["html"])
+        watch.acknowledge(conn, notices, f.now)
+        assert not [n for n in watch.record(conn, region, find(region, db), f.now) if n["kind"] == "late"]
+    # a file received before the cut-off is not late, nor one received after it but for a later day
+    assert find(region, db, CUT - timedelta(days=1)).late == []
+
+
+def test_an_establishment_declared_without_data_is_said_so_with_for_how_long(region, db, seed):
+    """Active in the region file, no accepted file ever: "déclaré, pas encore en production" — no file is sent for
+    it (tests/dags/test_send_dags.py) and the watch says since when it is declared without data."""
+    seed.normal(OTHER, D - timedelta(days=5), D)
+    first = find(region, db, CUT - timedelta(days=3))       # the first watch that sees GOOD declared
+    with store.connection(db) as conn:
+        notices = watch.record(conn, region, first, first.now)
+        [ars] = [m for m in watch.mails(region, first, notices) if m["template"] == "watch_ars"]
+        watch.acknowledge(conn, notices, first.now)
+    assert "1 établissement déclaré sans données" in ars["subject"]
+    assert "DÉCLARÉS, PAS ENCORE EN PRODUCTION (1)" in ars["text"]
+    assert f"CH de Valbourg (FINESS {GOOD}) : déclaré depuis le 13/06/2026 (0 jour), aucun fichier accepté" in ars["text"]
+    f = find(region, db)
+    [m] = f.missing
+    assert (m.etab, m.days, m.declared_since, m.declared_days) == (GOOD, None, D - timedelta(days=3), 3)
+    assert (f"DÉCLARÉ   {GOOD} CH de Valbourg : pas encore en production — déclaré depuis le 13/06/2026 (3 jour(s))"
+            in watch.describe(f))
+    digest = dataclasses.replace(region, watch_daily_digest=True)
+    with store.connection(db) as conn:
+        assert watch.record(conn, digest, f, f.now) == []      # told once; then among what is still going on
+    [m] = watch.mails(digest, f, [])
+    assert "déclaré, pas encore en production depuis 3 jours (le 13/06/2026) : aucun fichier accepté" in m["text"]

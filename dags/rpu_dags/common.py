@@ -1,4 +1,4 @@
-"""What every factory shares: the start date and the default arguments of a region's DAGs."""
+"""What every factory shares: the start date, the default arguments and the failure handling of a region's DAGs."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -8,9 +8,37 @@ import pendulum
 from rpu.config import Region
 
 START = pendulum.datetime(2026, 1, 1)
+# Retries wait retry_delay, then twice as long each time (capped by retry_max_delay_minutes): a server down for
+# a while is not hammered, a short blip is retried soon.
+BACKOFF = 2.0
 
 
-def default_args(region: Region) -> dict:
-    """Owner (the region's team) and retries for every task of a region's DAGs."""
+def default_args(region: Region, kind: str) -> dict:
+    """Owner (the region's team), retries with exponential backoff and the task timeout of a kind of DAG
+    (`timeouts.<kind>.task_minutes`): a hung transfer fails and is retried instead of blocking every later run."""
     return {"owner": region.team, "retries": region.retries,
-            "retry_delay": timedelta(minutes=region.retry_delay_minutes)}
+            "retry_delay": timedelta(minutes=region.retry_delay_minutes),
+            "retry_exponential_backoff": BACKOFF,
+            "max_retry_delay": timedelta(minutes=region.retry_max_delay_minutes),
+            "execution_timeout": timedelta(minutes=region.timeouts[kind]["task_minutes"])}
+
+
+def dag_args(region: Region, kind: str) -> dict:
+    """The arguments every DAG of a region takes: one run at a time, a run timeout (`timeouts.<kind>.
+    dagrun_minutes`), and a French mail to the region's operations when a run fails (rpu_dags.notify)."""
+    from rpu_dags.notify import RegionFailureNotifier
+
+    return {"start_date": START.in_timezone(region.timezone), "catchup": False, "max_active_runs": 1,
+            "default_args": default_args(region, kind),
+            "dagrun_timeout": timedelta(minutes=region.timeouts[kind]["dagrun_minutes"]),
+            "on_failure_callback": RegionFailureNotifier(region)}
+
+
+def failure_doc(region: Region, kind: str) -> str:
+    """The lines of a DAG's doc_md about failures, timeouts and who is told."""
+    t = region.timeouts[kind]
+    ops = ", ".join(region.ops_emails) or "nobody: no operations address in the region file (alerts.ops)"
+    return (f"**Failures**: a task is retried {region.retries} time(s), from {region.retry_delay_minutes:g} min, "
+            f"the delay doubling each time (at most {region.retry_max_delay_minutes:g} min); a task running longer "
+            f"than {t['task_minutes']:g} min is failed (then retried), a run longer than {t['dagrun_minutes']:g} min "
+            f"is failed. A failed run is mailed (in French) to the region's operations: {ops}.")

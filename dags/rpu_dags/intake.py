@@ -4,7 +4,7 @@ from __future__ import annotations
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 from rpu.config import Region
-from rpu_dags.common import START, default_args
+from rpu_dags.common import dag_args, failure_doc
 
 
 def build_intake(region: Region):
@@ -14,10 +14,7 @@ def build_intake(region: Region):
         dag_id=f"{region.code}_intake",
         description=f"Intake of RPU files — {region.name}",
         schedule=CronTriggerTimetable(region.intake_schedule, timezone=region.timezone),
-        start_date=START.in_timezone(region.timezone),
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(region),
+        **dag_args(region, "intake"),
         tags=[region.code, "rpu", "intake"],
         doc_md=f"""
 ### Intake — {region.name} (`{region.code}`)
@@ -33,6 +30,8 @@ ours (database, SFTP) fails the chunk after its other files and it is retried �
 twice; a file's content never fails a task. `tidy` removes the leftovers of killed tasks from the work area
 and applies the archive's retention. Connections: `{region.sftp_intake_conn_id}` (SFTP), `{region.db_conn_id}`
 (database).
+
+{failure_doc(region, "intake")}
 """,
     )
     def intake():

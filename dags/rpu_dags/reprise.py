@@ -5,7 +5,7 @@ import pendulum
 from airflow.sdk import dag, task
 
 from rpu.config import Region
-from rpu_dags.common import START, default_args
+from rpu_dags.common import dag_args, failure_doc
 
 
 def build_reprise(region: Region):
@@ -23,10 +23,7 @@ def build_reprise(region: Region):
         dag_id=f"{region.code}_reprise",
         description=f"Reprise (re-sending) of one establishment's stored RPU over a period — {region.name}",
         schedule=None,
-        start_date=START.in_timezone(region.timezone),
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(region),
+        **dag_args(region, "reprise"),
         tags=[region.code, "rpu", "reprise"],
         # FAB auth manager: the region's ARS (role ARS_<code>, made by `rpu roles sync`) may read and trigger
         # its own reprise, no other region's; Airflow applies this when it parses the DAG
@@ -77,7 +74,10 @@ envoie le récapitulatif (fichiers, périodes, nombres de passages — aucune do
 En cas d'échec, `notify_failure` écrit à ces mêmes adresses : formulaire refusé (ce qu'il faut corriger), ou
 fichiers envoyés et fichiers en échec une fois les nouvelles tentatives de `send` épuisées.
 Une tâche `send` en échec peut être relancée (Clear) : seuls les fichiers manquants repartent, à l'identique,
-et `notify` envoie alors le récapitulatif complet.
+et `notify` envoie alors le récapitulatif complet. Si le serveur de courriel ne répond pas, le récapitulatif est
+gardé en attente et part dès son retour (relance de `notify`, ou veille du lendemain).
+
+{failure_doc(region, "reprise")}
 """,
     )
     def reprise():
@@ -121,19 +121,21 @@ et `notify` envoie alors le récapitulatif complet.
             return summary
 
         @task
-        def notify(summary: dict) -> None:
-            """Mail the summary of the reprise to the region's ARS address(es)."""
-            from rpu import mail, reprise as rpu_reprise
+        def notify(summary: dict, run_id=None) -> None:
+            """Mail the summary of the reprise to the region's ARS address(es), kept pending until delivered."""
+            from rpu import reprise as rpu_reprise
+            from rpu.connections import db_url
 
             _skip_without_ars_address()
             subject, text, html = rpu_reprise.summary_mail(region, summary)
-            mail.send(region.smtp_conn_id, list(region.ars_emails), subject, text, html)
+            rpu_reprise.mail_ars(region, "reprise_summary", subject, text, html, db_url(region.db_conn_id),
+                                 key=f"reprise:{run_id}:notify")
 
         @task(trigger_rule="one_failed")
         def notify_failure(params=None, run_id=None, dag_run=None, ti=None) -> None:
             """Tell the ARS that its reprise failed: the form's problems (`validate` failed), or which files
             reached their recipient and which did not (`send` failed after its retries, from the ledger)."""
-            from rpu import mail, reprise as rpu_reprise
+            from rpu import reprise as rpu_reprise
             from rpu.connections import db_url
 
             _skip_without_ars_address()
@@ -142,11 +144,15 @@ et `notify` envoie alors le récapitulatif complet.
                 problems = rpu_reprise.problems_of(region, dict(params or {}), rpu_reprise.today_in(region))
                 subject, text, html = rpu_reprise.refusal_mail(region, dict(params or {}), problems, run_id=run_id,
                                                                **_requested(dag_run))
+                template = "reprise_refused"
             else:
                 summary = rpu_reprise.recorded(region, rpu_reprise.ReprisePlan.from_dict(plan), run_id,
                                                db_url(region.db_conn_id), **_requested(dag_run))
                 subject, text, html = rpu_reprise.summary_mail(region, summary)
-            mail.send(region.smtp_conn_id, list(region.ars_emails), subject, text, html)
+                template = "reprise_summary"
+            # its own key: once `send` is cleared and succeeds, `notify` still sends the complete summary
+            rpu_reprise.mail_ars(region, template, subject, text, html, db_url(region.db_conn_id),
+                                 key=f"reprise:{run_id}:notify_failure")
 
         def _skip_without_ars_address() -> None:
             import logging

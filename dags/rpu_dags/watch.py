@@ -5,7 +5,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 from rpu.config import Region
-from rpu_dags.common import START, default_args
+from rpu_dags.common import dag_args, failure_doc
 
 
 def build_watch(region: Region):
@@ -19,10 +19,7 @@ def build_watch(region: Region):
         description=f"Daily watch at the cut-off {region.watch_cutoff}: transmissions, rejections, abnormal days "
                     f"— {region.name}",
         schedule=CronTriggerTimetable(region.watch_schedule, timezone=region.timezone),
-        start_date=START.in_timezone(region.timezone),
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(region),
+        **dag_args(region, "watch"),
         tags=[region.code, "rpu", "watch"],
         doc_md=f"""
 ### Veille quotidienne — {region.name} (`{region.code}`)
@@ -30,16 +27,18 @@ Every day at **{region.watch_cutoff}** ({region.timezone}, `watch.cutoff` of the
 the files received since the previous cut-off and at the stored visits:
 
 - **missing transmission**: active establishments with no accepted file since the previous cut-off, with the
-  consecutive days without transmission and the date of their last accepted file; **reprise needed** from 7
+  consecutive days without transmission and the date of their last accepted file; **reprise needed** from 8
   days (the sliding window no longer covers the gap); **back to normal** after a gap, with the entry days to ask
-  in a reprise (`{region.code}_reprise`);
-- **rejected files** since the previous cut-off, with their reasons;
+  in a reprise (`{region.code}_reprise`); **declared, not yet in production** (no accepted file ever), with
+  how long;
+- **rejected files** since the previous cut-off, with their reasons; **late files** (received after the
+  cut-off of the day they were due);
 - **abnormal days**: a day of the last 7 whose visit count is below μ − 3σ of the same weekday over the previous
   {region.watch_history_weeks} weeks (days below μ − 2σ dropped first); a **sudden drop of the DP coding rate**;
 - **shadow establishments ready to switch** (7 consecutive days of accepted files).
 
 Findings are kept in the `alert` table of the regional database (view `open_alert`): an alert is mailed when
-new, once more when a gap reaches 7 days, and when it closes — never every day. **One** mail to the ARS
+new, once more when a gap reaches 8 days, and when it closes — never every day. **One** mail to the ARS
 ({ars}) when there is something new{", and every day (daily digest)" if region.watch_daily_digest else ""};
 a notice to the technical contact of the establishment concerned ({contacts} establishment(s) with a contact).
 Counts, dates, FINESS and file names only: never patient data. Rules: `docs/watch.md`.
@@ -51,8 +50,10 @@ them without recording or mailing.
 **When it fails** — `check` (the regional database `{region.db_conn_id}` is unreachable, or a migration is
 missing: `rpu db migrate`): nothing was recorded, nothing mailed; fix and clear the task. `notify` (the SMTP
 connection `{region.smtp_conn_id}` refuses the mail): the alerts stay *pending* in the history; clearing the task —
-or the next day's run — sends them (a mail may then be sent twice, never lost). The log of `check` lists the
-findings.
+or the next day's run — sends them to the addresses still owed (never twice to one that accepted it; an address
+refused for good is told once to operations). The log of `check` lists the findings.
+
+{failure_doc(region, "watch")}
 """,
     )
     def watch():

@@ -119,11 +119,14 @@ def cmd_export(args) -> int:
     from rpu import exports, store
 
     region = get_region(args.region)
-    specs = exports.SPECS[args.recipient](region, args.date)
     with store.connection(args.db) as conn:
+        specs = exports.SPECS[args.recipient](conn, region, args.date)
         done = exports.write_to_dir(conn, region, specs, Path(args.out))
     for d in done:
-        print(f"{d['file']}: {d['visits']} visits, {d['period_start']} → {d['period_end']}, sha256 {d['sha256'][:16]}…")
+        print(f"{d['file']}: {d['visits']} visits, {d['period_start']} → {d['period_end']}, sha256 {d['sha256'][:16]}…"
+              + (f" (held back, left out: {', '.join(d['held_back'])})" if d["held_back"] else ""))
+    if not done:
+        print("no file: no establishment has data to send for that date")
     return 0
 
 
@@ -135,8 +138,8 @@ def cmd_ledger(args) -> int:
     if args.json:
         print(json.dumps(rows, default=str, ensure_ascii=False, indent=1))
     else:
-        print(_table(rows, ["prepared_at", "recipient", "kind", "etab", "period_start", "period_end", "file_name",
-                            "visits", "status", "attempts"]))
+        print(_table(rows, ["prepared_at", "recipient", "kind", "etab", "ordre", "period_start", "period_end",
+                            "file_name", "visits", "extract", "status", "attempts"]))
     return 0
 
 
@@ -160,7 +163,8 @@ def cmd_geo_load(args) -> int:
 
     with store.connection(args.db) as conn:
         n = geo.load(conn, Path(args.file))
-    print(f"pmsi_geo: {n} postal codes loaded from {args.file}")
+    print(f"pmsi_geo: {n} postal codes loaded from {args.file}; the ATIH sends use this table until another load "
+          "(or a change of the file the region names in atih.geo_table)")
     return 0
 
 
@@ -223,7 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("geo", help="postal code → PMSI geographic code table (ATIH anonymisation)")
     gsub = g.add_subparsers(dest="geo_command", required=True, metavar="ACTION")
-    gl = gsub.add_parser("load", help="replace the table with a CSV file (cp;code_geo)")
+    gl = gsub.add_parser("load", help="replace the table with a CSV file (cp;code_geo), used until another load",
+                         description="Replace the postal code → PMSI geographic code table with a CSV file "
+                                     "(cp;code_geo). The ATIH sends use it until another load; a region's "
+                                     "atih.geo_table file is loaded again only when its content changes.")
     gl.add_argument("--db", required=True, metavar="URL")
     gl.add_argument("--file", required=True)
     gl.set_defaults(func=cmd_geo_load)

@@ -27,6 +27,16 @@ RECIPIENTS = ("invs", "ars", "atih")
 ATIH_SCHEDULES = {"monthly": "0 6 2 * *", "weekly": "0 6 * * 1"}
 PERIOD_MARGIN_DAYS = 31   # a file replaces at most this many days beyond its visits' span (docs/intake.md)
 CHUNK_FILES = 5           # files per mapped intake task instance
+DEMO_GEO_TABLE = PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv"
+# Timeouts of each kind of DAG (minutes): a task running longer is failed (then retried), so that one hung SFTP
+# transfer cannot block every later run (max_active_runs=1); a whole run longer than dagrun_minutes is failed.
+TIMEOUT_KINDS = ("intake", "send", "watch", "reprise")
+TIMEOUTS = {"intake": {"task_minutes": 30, "dagrun_minutes": 120},
+            "send": {"task_minutes": 60, "dagrun_minutes": 360},
+            "watch": {"task_minutes": 30, "dagrun_minutes": 120},
+            "reprise": {"task_minutes": 120, "dagrun_minutes": 480}}
+_EMAIL = {"type": "string", "pattern": r"^[^@\s]+@[^@\s]+$"}
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", "~", ".lock", ".writing")
 
 SCHEMA = {
@@ -77,13 +87,15 @@ SCHEMA = {
         "schedules": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {k: {"type": "string", "minLength": 1} for k in ("send_invs", "export_ars", "send_atih")},
+            "properties": {**{k: {"type": "string", "minLength": 1} for k in ("send_invs", "export_ars", "send_atih")},
+                           "send_invs_deadline": {"type": "string", "pattern": _HHMM + "|^none$"}},
         },
         "atih": {
             "type": "object",
             "additionalProperties": False,
             "properties": {"frequency": {"enum": ["monthly", "weekly"]},
-                           "geo_table": {"type": "string", "minLength": 1}},
+                           "geo_table": {"type": "string", "minLength": 1},
+                           "geo_min_match": {"type": "number", "minimum": 0, "maximum": 1}},
         },
         "watch": {
             "type": "object",
@@ -108,10 +120,21 @@ SCHEMA = {
         "retries": {"type": "integer", "minimum": 0, "maximum": 20},
         "sftp_connect_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
         "retry_delay_minutes": {"type": "number", "minimum": 0},
+        "retry_max_delay_minutes": {"type": "number", "minimum": 0},
+        "timeouts": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: {"type": "object", "additionalProperties": False,
+                               "properties": {"task_minutes": {"type": "number", "exclusiveMinimum": 0},
+                                              "dagrun_minutes": {"type": "number", "exclusiveMinimum": 0}}}
+                           for k in TIMEOUT_KINDS},
+        },
         "alerts": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"ars": {"type": "array", "items": {"type": "string", "pattern": r"^[^@\s]+@[^@\s]+$"}}},
+            "properties": {"ars": {"type": "array", "items": _EMAIL},
+                           "ars_none": {"type": "boolean"},
+                           "ops": {"type": "array", "items": _EMAIL}},
         },
         "establishments": {
             "type": "array",
@@ -124,7 +147,7 @@ SCHEMA = {
                     "finess_ej": {"type": "string"},
                     "name": {"type": "string", "minLength": 1},
                     "status": {"enum": ["active", "shadow"]},
-                    "contact": {"type": "string", "pattern": r"^[^@\s]+@[^@\s]+$"},
+                    "contact": _EMAIL,
                 },
             },
         },
@@ -212,16 +235,22 @@ class Region:
     chunk_files: int = CHUNK_FILES
     retries: int = 3
     retry_delay_minutes: float = 5.0
+    retry_max_delay_minutes: float = 60.0
+    timeouts: dict[str, dict[str, float]] = field(default_factory=lambda: {k: dict(v) for k, v in TIMEOUTS.items()})
     sftp_connect_attempts: int = 3
     ars_emails: tuple[str, ...] = ()
+    ars_none: bool = False
+    ops_emails: tuple[str, ...] = ()
     outbox_dir: Path = Path("var/outbox")
     window_days: int = 7
     recipients: dict[str, Recipient] = field(default_factory=dict)
     send_invs_schedule: str = "30 5 * * *"
+    send_invs_deadline: str | None = "08:00"
     export_ars_schedule: str = "0 6 * * *"
     atih_frequency: str = "monthly"
     send_atih_schedule: str = ATIH_SCHEDULES["monthly"]
-    geo_table: Path = PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv"
+    geo_table: Path | None = None
+    geo_min_match: float = 0.95
     ars_identifying: bool = False
     watch_cutoff: str = "06:00"
     watch_daily_digest: bool = False
@@ -262,6 +291,11 @@ class Region:
         return f"{base}/{rel}" if base else rel
 
 
+def _project_path(value: str) -> Path:
+    """A path of the region file: absolute, or relative to the project's root (not to the working directory)."""
+    return (PROJECT_DIR / value).resolve()
+
+
 def _human_path(path) -> str:
     out = ""
     for p in path:
@@ -298,6 +332,17 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
         if e.get("finess_ej") in seen:
             problems.append(f"establishments[{i}].finess_ej: {e['finess_ej']!r} is the site (ET) number of an "
                             "establishment: an EJ number cannot also be an ET number")
+    alerts = data.get("alerts", {})
+    if not alerts.get("ars") and not alerts.get("ars_none") \
+            and any(e.get("status", "active") == "active" for e in data["establishments"]):
+        # the same-day "no transmission" alert would go nowhere: say it on purpose, or give the ARS's addresses
+        problems.append("alerts.ars: no ARS address for a region with active establishments — the ARS would never "
+                        "hear of a missing transmission; give its addresses (alerts.ars), or set alerts.ars_none: "
+                        "true to run without ARS mails on purpose")
+    geo = data.get("atih", {}).get("geo_table")
+    if geo and _project_path(geo) == DEMO_GEO_TABLE and data["code"] != "demo":
+        problems.append(f"atih.geo_table: {geo!r} is the demo sample, not ATIH's table: name the PMSI table of the "
+                        "year, or leave the key out and load the table with `rpu geo load`")
     blocking = data.get("quality", {}).get("blocking", [])
     if blocking:
         # a name that is no expectation would hold every batch of the region (the gate cannot judge it)
@@ -340,19 +385,26 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
         chunk_files=intake.get("chunk_files", CHUNK_FILES),
         retries=data.get("retries", 3),
         retry_delay_minutes=float(data.get("retry_delay_minutes", 5)),
+        retry_max_delay_minutes=float(data.get("retry_max_delay_minutes", 60)),
+        timeouts={k: {**TIMEOUTS[k], **data.get("timeouts", {}).get(k, {})} for k in TIMEOUT_KINDS},
         sftp_connect_attempts=data.get("sftp_connect_attempts", 3),
-        ars_emails=tuple(data.get("alerts", {}).get("ars", ())),
+        ars_emails=tuple(alerts.get("ars", ())),
+        ars_none=alerts.get("ars_none", False),
+        ops_emails=tuple(alerts.get("ops", ())),
         outbox_dir=Path(data.get("outbox_dir", data_dir / "outbox" / code)),
         window_days=data.get("window_days", 7),
         recipients={
             name: Recipient(name, r.get("conn_id", f"rpu_{code}_sftp_{name}"), r.get("directory", ""))
             for name in RECIPIENTS for r in [data.get("recipients", {}).get(name, {})]},
         send_invs_schedule=data.get("schedules", {}).get("send_invs", "30 5 * * *"),
+        send_invs_deadline=None if data.get("schedules", {}).get("send_invs_deadline") == "none"
+        else data.get("schedules", {}).get("send_invs_deadline", "08:00"),
         export_ars_schedule=data.get("schedules", {}).get("export_ars", "0 6 * * *"),
         atih_frequency=data.get("atih", {}).get("frequency", "monthly"),
         send_atih_schedule=data.get("schedules", {}).get(
             "send_atih", ATIH_SCHEDULES[data.get("atih", {}).get("frequency", "monthly")]),
-        geo_table=Path(data.get("atih", {}).get("geo_table", PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv")),
+        geo_table=_project_path(geo) if geo else None,
+        geo_min_match=float(data.get("atih", {}).get("geo_min_match", 0.95)),
         ars_identifying=data.get("ars_export", {}).get("identifying", False),
         watch_cutoff=data.get("watch", {}).get("cutoff", "06:00"),
         watch_daily_digest=data.get("watch", {}).get("daily_digest", False),

@@ -717,6 +717,15 @@ class _CaptureHandler:
         self._sink = sink
 
     # The name is aiosmtpd's hook name, hence not snake_case.
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+                          rcpt_options: list) -> str:
+        refusal = self._sink._refusal(address)
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    # The name is aiosmtpd's hook name, hence not snake_case.
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
@@ -755,6 +764,7 @@ class SmtpSink(_ServiceMixin):
         self._messages: list[ReceivedMail] = []
         self._cond = threading.Condition()
         self._controller: Any = None
+        self._refusals: dict[str, str] = {}
 
     @property
     def port(self) -> int:
@@ -770,9 +780,25 @@ class SmtpSink(_ServiceMixin):
             return list(self._messages)
 
     def clear(self) -> None:
-        """Forget every captured mail."""
+        """Forget every captured mail (and every refusal set by refuse())."""
         with self._cond:
             self._messages.clear()
+            self._refusals.clear()
+
+    def refuse(self, address: str, code: int = 550, message: str = "5.1.1 No such user") -> None:
+        """Refuse RCPT TO `address` with `code` (4xx: for now, 5xx: for good) until accept() — as a real mail
+        server refuses a mailbox, the other recipients of the same mail being accepted."""
+        with self._cond:
+            self._refusals[address.lower()] = f"{code} {message}"
+
+    def accept(self, address: str) -> None:
+        """Accept `address` again."""
+        with self._cond:
+            self._refusals.pop(address.lower(), None)
+
+    def _refusal(self, address: str) -> str | None:
+        with self._cond:
+            return self._refusals.get(address.lower())
 
     def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[ReceivedMail]:
         """Block until at least `count` mails were captured, then return them (TimeoutError otherwise)."""

@@ -120,11 +120,16 @@ def build_message(from_email: str, to: list[str], subject: str, text: str, html:
     return msg
 
 
-def send(conn_id: str, to: list[str], subject: str, text: str, html: str) -> None:
-    """Send one mail through the Airflow SMTP connection `conn_id` (its `from_email` extra is the sender).
+def send(conn_id: str, to: list[str], subject: str, text: str, html: str) -> dict[str, tuple[int, str]]:
+    """Send one mail through the Airflow SMTP connection `conn_id` (its `from_email` extra is the sender);
+    returns the addresses the server refused, with its reply code and message ({} when all accepted it).
 
+    A partial refusal is not a success: the caller decides what is owed again (rpu.outbox: 4xx retried, 5xx
+    refused for good). An unreachable server, a refused login or a refused sender raise.
     The provider's `send_email_smtp` builds an HTML-only message; a text + HTML alternative is built here and
     handed to the client the hook opened and authenticated (TLS, login, OAuth2 as the connection says)."""
+    import smtplib
+
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     to = [a for a in to if a]
@@ -138,5 +143,15 @@ def send(conn_id: str, to: list[str], subject: str, text: str, html: str) -> Non
         if client is None:   # the provider changed its internals: fail loudly rather than send nothing
             raise RuntimeError(f"SmtpHook({conn_id!r}) opened no SMTP client")
         msg = build_message(from_email, to, subject, text, html)
-        client.send_message(msg, from_addr=from_email, to_addrs=to)
-    log.info("mail %r sent to %s", subject, ", ".join(to))
+        try:
+            refused = client.send_message(msg, from_addr=from_email, to_addrs=to)
+        except smtplib.SMTPRecipientsRefused as exc:   # every address refused: nothing was sent
+            refused = exc.recipients
+    refused = {a: (int(code), reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply))
+               for a, (code, reply) in refused.items()}
+    accepted = [a for a in to if a not in refused]
+    if accepted:
+        log.info("mail %r accepted for %s", subject, ", ".join(accepted))
+    for a, (code, reply) in refused.items():
+        log.warning("mail %r refused for %s: %s %s", subject, a, code, reply)
+    return refused

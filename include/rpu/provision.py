@@ -275,6 +275,27 @@ def merge_establishments(doc, rows: list[tuple[str, dict]], *, update: bool, def
     return added, updated
 
 
+def merge_alerts(doc, ars: list[str], ops: list[str], ars_none: bool) -> bool:
+    """Add the given ARS and operations addresses (and ars_none) to the region file's `alerts`; True if it
+    changed. Addresses already there are kept: removing one is an edit of the file."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if not (ars or ops or ars_none):
+        return False
+    alerts = doc.setdefault("alerts", CommentedMap())
+    changed = False
+    for key, given in (("ars", ars), ("ops", ops)):
+        for address in given:
+            current = alerts.setdefault(key, CommentedSeq())
+            if address not in current:
+                current.append(address)
+                changed = True
+    if ars_none and not alerts.get("ars_none"):
+        alerts["ars_none"] = True
+        changed = True
+    return changed
+
+
 def new_region_doc(code: str, name: str, timezone: str, old_concentrator: bool):
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -830,7 +851,9 @@ def _validated(doc, path: Path) -> Region:
     try:
         return parse_region(_plain(doc), path)
     except ConfigError as exc:
-        raise ProvisionError(f"refused, nothing was changed:\n  {exc}") from exc
+        hint = ("\n  (`rpu region add` sets them: --ars-email EMAIL, or --ars-none)" if "alerts.ars:" in str(exc)
+                else "")
+        raise ProvisionError(f"refused, nothing was changed:\n  {exc}{hint}") from exc
 
 
 def _db_host(args, admin_url: str | None) -> str | None:
@@ -890,6 +913,8 @@ def _region_add(args, run: _Run) -> int:
             rows = read_establishments_csv(Path(args.establishments))
         except ProvisionError as exc:
             problems += str(exc).split("\n  ")[1:]
+    problems += [f"--{opt.replace('_', '-')} {a!r} is not an e-mail address"
+                 for opt in ("ars_email", "ops_email") for a in getattr(args, opt) or [] if not EMAIL_RE.match(a)]
     admin_url = args.admin_db
     if admin_url:
         p = check_admin_url(admin_url)
@@ -914,11 +939,12 @@ def _region_add(args, run: _Run) -> int:
     if not path.exists():
         y, doc, before = _yaml(), new_region_doc(code, name, tz, args.old_concentrator), None
     old = bool(doc.get("old_concentrator"))
+    alerts_changed = merge_alerts(doc, args.ars_email or [], args.ops_email or [], args.ars_none)
     added, _ = merge_establishments(doc, [(f"{args.establishments}:{line}", given) for line, given in rows],
                                     update=False, default_status="shadow" if old else "active",
                                     hint="change it with `rpu establishment add --update`, or edit the region file")
     region = _validated(doc, path)
-    text = _dump(y, doc) if (before is None or added) else before
+    text = _dump(y, doc) if (before is None or added or alerts_changed) else before
     stub = stub_text(code, ddir)
     warnings = _other_regions_declaring(rdir, code, {g["finess"] for _, g in rows})
 
@@ -1074,6 +1100,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="establishments, ';'-separated with a header: finess;name[;finess_ej[;status[;contact]]]")
     a.add_argument("--old-concentrator", action="store_true",
                    help="the region already has a concentrator: new establishments start in shadow")
+    a.add_argument("--ars-email", metavar="EMAIL", action="append",
+                   help="the ARS's watch address (alerts.ars; repeat for several): required once an establishment "
+                        "is active, unless --ars-none")
+    a.add_argument("--ars-none", action="store_true",
+                   help="run without ARS mails, on purpose (alerts.ars_none: true)")
+    a.add_argument("--ops-email", metavar="EMAIL", action="append",
+                   help="operations' address (alerts.ops; repeat for several): failed runs, late sends, refused "
+                        "addresses")
     a.add_argument("--admin-db", metavar="URL", default=os.environ.get(ENV_ADMIN_DB),
                    help=f"PostgreSQL admin URL (CREATEROLE+CREATEDB; password in ~/.pgpass or PGPASSWORD rather than "
                         f"in the URL); default ${ENV_ADMIN_DB}; without it the database step is skipped")

@@ -5,7 +5,9 @@ Three steps, each a task of the `<region>_reprise` DAG and plain functions here:
   `run`      — each file of `exports.reprise_specs` is prepared once, recorded in the send ledger (kind
                `reprise`) and uploaded through `sends.send`; a simulation (dry run) only counts the visits
                each file would hold and records nothing;
-  `summary_mail` — the summary mailed to the ARS (counts, dates, FINESS, file names: no patient data).
+  `summary_mail` — the summary mailed to the ARS (counts, dates, FINESS, file names: no patient data),
+               through the outbox (`mail_ars`): kept pending while the SMTP server is down, sent when it is
+               back (by a retry, or by the next run of a DAG that mails, such as the daily watch).
 When a run fails, the ARS is told as well: `refusal_mail` for a form `validate` refused, or the summary of
 what the send ledger holds for the run (`recorded`) once `send` has failed for good.
 """
@@ -63,7 +65,7 @@ class ReprisePlan:
     end: date
     recipients: tuple[str, ...]
     dry_run: bool
-    today: date          # the day of the request in the region's time zone (the files' EXTRACT date)
+    today: date          # the day of the request in the region's time zone (what "in the future" means)
 
     @property
     def days(self) -> int:
@@ -193,14 +195,16 @@ def validate(region: Region, params: dict, today: date) -> ReprisePlan:
                        recipients=recipients, dry_run=dry_run, today=today)
 
 
-def specs(region: Region, plan: ReprisePlan) -> list[exports.FileSpec]:
-    """The files of a reprise (see exports.reprise_specs): InVS one per month, ATIH cumulative, ARS flat."""
-    return exports.reprise_specs(region, plan.etab, plan.start, plan.end, plan.recipients, plan.today)
+def specs(conn, region: Region, plan: ReprisePlan) -> list[exports.FileSpec]:
+    """The files of a reprise (see exports.reprise_specs): InVS one per month and FINESS_ordre, ATIH cumulative,
+    ARS flat — never declaring a day with no data or held back."""
+    return exports.reprise_specs(conn, region, plan.etab, plan.start, plan.end, plan.recipients)
 
 
 def _file(spec: exports.FileSpec, visits, status: str) -> dict:
     return {"recipient": spec.recipient, "file_name": spec.file_name, "period_start": spec.start.isoformat(),
-            "period_end": spec.end.isoformat(), "visits": visits, "status": status}
+            "period_end": spec.end.isoformat(), "visits": visits, "status": status,
+            "held_back": [d.isoformat() for d in spec.held_back]}
 
 
 def run(region: Region, plan: ReprisePlan, run_id: str, db_url: str,
@@ -216,15 +220,16 @@ def run(region: Region, plan: ReprisePlan, run_id: str, db_url: str,
     from rpu import sends
 
     files = []
-    if dry_run:
-        with store.connection(db_url) as conn:
-            for spec in specs(region, plan):
-                (n,) = conn.execute(store.query("reprise_count"),
-                                    {"etab": spec.etab, "start": spec.start, "end": spec.end}).fetchone()
+    with store.connection(db_url) as conn:
+        planned = specs(conn, region, plan)
+        if dry_run:
+            for spec in planned:
+                (n,) = conn.execute(store.query("reprise_count"), {"etab": spec.etab, "ordre": spec.ordre,
+                                                                   "start": spec.start, "end": spec.end}).fetchone()
                 files.append(_file(spec, n, "simulation"))
                 log.info("simulation: %s to %s would hold %s visits", spec.file_name, spec.recipient, n)
-    else:
-        for spec in specs(region, plan):
+    if not dry_run:
+        for spec in planned:
             try:
                 out = sends.send(region, spec, run_id, db_url, lambda r=spec.recipient: open_remote_for(r))
                 files.append(_file(spec, out["visits"], out["status"]))
@@ -268,7 +273,12 @@ def recorded(region: Region, plan: ReprisePlan, run_id: str, db_url: str, *, req
 
     files = []
     with store.connection(db_url) as conn:
-        for spec in specs(region, plan):
+        try:
+            planned = specs(conn, region, plan)
+        except Exception:   # planning itself failed (e.g. no postal code table): nothing was prepared
+            log.exception("reprise: the files could not be planned")
+            planned = []
+        for spec in planned:
             entry = None if plan.dry_run else sends.recorded(conn, spec, run_id)
             if entry and entry["status"] == "sent":
                 files.append(_file(spec, entry["visits"], "sent"))
@@ -302,6 +312,20 @@ def refusal_mail(region: Region, params: dict, problems: list[str], *, run_id: s
             "dry_run": bool(params.get("dry_run"))}
     return mail.render("reprise_refused", region=region, form=form, problems=problems, run_id=run_id,
                        requested_at=requested_at, requested_by=requested_by, recipient_labels=RECIPIENT_LABELS)
+
+
+def mail_ars(region: Region, template: str, subject: str, text: str, html: str, db_url: str, *, key: str,
+             send=None) -> list[dict]:
+    """Queue a mail to the region's ARS addresses in the outbox — once per `key` (run and task), however often
+    the task is retried — and deliver what is pending; a mail the SMTP server did not take stays pending
+    (rpu.outbox.MailNotDelivered is raised) and leaves with the next flush."""
+    from rpu import outbox
+
+    with store.connection(db_url) as conn:
+        with conn.transaction():
+            outbox.queue(conn, region, template, list(region.ars_emails), subject, text, html,
+                         key=key)
+        return outbox.flush(conn, region, send=send)
 
 
 def summary_mail(region: Region, summary: dict) -> tuple[str, str, str]:

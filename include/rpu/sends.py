@@ -1,10 +1,11 @@
 """Sending files to recipients, reliably: prepare once into the outbox, record in the send ledger, upload
 atomically, record the outcome.
 
-Idempotence: a slot is (recipient, kind, establishment, period, run id, file name). The first attempt builds
-the file into the outbox and records its sha256; every retry of that slot uploads that very file again —
-never a second, different one. A later run for the same date (a new run id) builds a new file from the data
-stored then: that is how a past date is re-sent with its current content.
+Idempotence: a slot is (recipient, kind, FINESS_ordre, period, run id, file name). The first attempt builds
+the file into the outbox and records its sha256, EXTRACT and visit count (those of the rows written); every
+retry of that slot uploads that very file again — never a second, different one. A later run for the same date
+(a new run id) builds a new file from the data stored then, with a later EXTRACT: that is how a past date is
+re-sent with its current content, superseding what was sent before.
 """
 from __future__ import annotations
 
@@ -45,16 +46,17 @@ def prepare(conn, region: Region, spec: FileSpec, run_id: str) -> dict:
     files.private_dir(path.parent)   # patient data: 0600 files in 0700 directories
     tmp = path.with_name(path.name + ".building")
     files.write_private(tmp, b"")    # the builder truncates it and keeps its mode
-    visits = spec.build(conn, tmp)
+    written = exports.build(conn, region, spec, tmp)
     tmp.replace(path)
     sha = exports.sha256_file(path)
     if spec.manifest:
         files.write_private(path.with_name(path.name + ".manifest.json"),
-                            exports.manifest_bytes(spec, visits, sha, conn, region))
+                            exports.manifest_bytes(region, spec, written, sha))
     with conn.transaction():
         entry = _row(conn.execute(store.query("ledger_prepare"), slot | {
-            "sha256": sha, "size_bytes": path.stat().st_size, "visits": visits, "local_path": str(path)}))
-    log.info("prepared %s for %s: %s visits", spec.file_name, spec.recipient, visits)
+            "sha256": sha, "size_bytes": path.stat().st_size, "visits": written.visits, "local_path": str(path),
+            "extract": written.extract, "held_back": written.held_back}))
+    log.info("prepared %s for %s: %s visits", spec.file_name, spec.recipient, written.visits)
     return entry
 
 
@@ -96,8 +98,8 @@ def send(region: Region, spec: FileSpec, run_id: str, db_url: str, open_remote) 
 
 def summary(entry: dict) -> dict:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in entry.items()
-            if k in ("recipient", "kind", "etab", "period_start", "period_end", "file_name", "visits", "status",
-                     "sha256", "attempts")}
+            if k in ("recipient", "kind", "etab", "ordre", "period_start", "period_end", "file_name", "visits",
+                     "status", "sha256", "attempts", "extract")}
 
 
 def ledger(db_url: str, *, recipient: str | None = None, etab: str | None = None, limit: int = 200) -> list[dict]:

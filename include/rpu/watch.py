@@ -4,15 +4,19 @@ Three steps, each plain Python (the `<region>_watch` DAG calls them; `rpu watch`
 
   `findings(conn, region, now)` — what is wrong at the cut-off: establishments with no accepted file since the
       previous cut-off (consecutive days without transmission, last accepted file, "reprise needed" once the
-      sliding window can no longer cover the gap), establishments back to normal after a gap (with the entry
-      days to ask in a reprise), files rejected since the previous cut-off (with their reasons), abnormal days
-      (visit count below μ − 3σ), sudden drops of the DP coding rate, shadow establishments ready to switch.
+      sliding window can no longer cover the gap; or "declared, not yet in production" and for how long, when
+      none was ever accepted), establishments back to normal after a gap (with the entry days to ask in a
+      reprise), files rejected since the previous cut-off (with their reasons), files that arrived after the
+      cut-off of their day, abnormal days (visit count below μ − 3σ), sudden drops of the DP coding rate,
+      shadow establishments ready to switch.
   `record(conn, region, findings, now)` — the alert history (table `alert`): each finding is found again every
       day under the same identity, and only a change of state is to be told: new; a transmission gap still
       open at 7 days ("reprise needed", once); a gap closed ("back to normal"). Returns what must be mailed.
   `notify(conn, region, findings, notices)` — ONE mail to the region's ARS addresses summarising the notices
       (none when there is none, unless the region asks for a daily digest), and a notice to the technical
-      contact of each establishment concerned that has one; then the notices are marked as mailed.
+      contact of each establishment concerned that has one: queued in the outbox (rpu.outbox) together with
+      marking the notices told, then delivered — an address refused for now is owed the mail until it accepts
+      it, one refused for good is told to operations once.
 
 The rules (cut-off windows, μ − 3σ on the same weekday, the DP drop, the state machine) are in docs/watch.md.
 No patient data anywhere: counts, dates, FINESS, file names and rule names only. No Airflow import here.
@@ -33,11 +37,13 @@ from rpu.config import Region
 
 log = logging.getLogger(__name__)
 
-# The establishments' files carry J-1 … J-7: a file received on day X covers the entry days X-7 … X-1. After
-# 7 consecutive days without transmission, the entry day before the first missing file can no longer be
-# covered by the next file (received tomorrow at best, covering from 6 days ago): a reprise is needed.
+# The establishments' files carry J-1 … J-7: a file received on day X covers the entry days X-7 … X-1. With the
+# last accepted file received on day L, the entry days from L on are missing, and a file received on day R
+# brings L back only if R ≤ L + 7. The watch of day D counts n = D − L days without transmission: at n = 7 a file
+# received later that same day D still covers L (the mails give D as the last day, "au plus tard"); from n = 8
+# no file can: a reprise is needed.
 ESTABLISHMENT_WINDOW = 7
-REPRISE_AFTER_DAYS = ESTABLISHMENT_WINDOW
+REPRISE_AFTER_DAYS = ESTABLISHMENT_WINDOW + 1
 
 # Abnormal days (μ − 3σ): each day of the last establishment window is compared with the same weekday of the
 # previous `watch_history_weeks` weeks (days with data only); at least MIN_HISTORY such days are needed.
@@ -51,8 +57,8 @@ DP_MIN_BASELINE = 100       # the same, over the baseline
 DP_MIN_DROP = 0.20          # at least 20 percentage points below the baseline…
 DP_SIGMAS = 3               # …and at least 3 binomial standard deviations below it
 
-KINDS = ("missing", "rejected", "quality", "abnormal_day", "dp_drop", "shadow_ready")
-EVENT_KINDS = frozenset({"rejected", "quality"})           # told once, never open
+KINDS = ("missing", "rejected", "late", "quality", "abnormal_day", "dp_drop", "shadow_ready")
+EVENT_KINDS = frozenset({"rejected", "late", "quality"})   # told once, never open
 EPISODE_KINDS = frozenset({"dp_drop", "shadow_ready"})     # one open alert per establishment at a time
 NOTICES = ("new", "reprise", "closed")
 WEEKDAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
@@ -86,6 +92,9 @@ class Missing:
     reprise_needed: bool                # the gap reached REPRISE_AFTER_DAYS: the window no longer covers it
     lost_since: date | None             # first entry day the next file cannot cover (when reprise_needed)
     catch_up_until: date | None         # last day a file can be received for the window to cover the gap
+    # "declared, not yet in production" (no accepted file ever): watched since that day, for that many days
+    declared_since: date | None = None
+    declared_days: int | None = None
 
 
 @dataclass
@@ -109,6 +118,20 @@ class Rejected:
     received_at: datetime
     visits: int
     reasons: list[dict]                 # rule, label, line, visit, message (file-level rules only)
+
+
+@dataclass
+class Late:
+    """A file accepted after the cut-off of the day it was due (the day after its last entry day): it was in
+    neither that day's watch nor that morning's sends."""
+    file_id: int
+    file_name: str
+    etab: str
+    name: str | None
+    received_at: datetime
+    due: date                           # the day whose cut-off it missed
+    period_end: date
+    visits: int
 
 
 @dataclass
@@ -179,6 +202,7 @@ class Findings:
     missing: list[Missing] = field(default_factory=list)
     recovered: list[Recovered] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    late: list[Late] = field(default_factory=list)
     quality: list[QualityFailed] = field(default_factory=list)
     abnormal: list[AbnormalDay] = field(default_factory=list)
     dp_drops: list[DpDrop] = field(default_factory=list)
@@ -191,7 +215,7 @@ class Findings:
 
     @property
     def anything(self) -> bool:
-        return bool(self.missing or self.recovered or self.rejected or self.quality or self.abnormal
+        return bool(self.missing or self.recovered or self.rejected or self.late or self.quality or self.abnormal
                     or self.dp_drops or self.shadow_ready)
 
     def issues(self) -> list[dict]:
@@ -202,6 +226,8 @@ class Findings:
                               reprise=m.reprise_needed))
         for r in self.rejected:
             out.append(_issue("rejected", r.etab, str(r.file_id), r))
+        for x in self.late:
+            out.append(_issue("late", x.etab, str(x.file_id), x))
         for q in self.quality:
             out.append(_issue("quality", q.etab, str(q.file_id), q))
         for a in self.abnormal:
@@ -219,7 +245,7 @@ class Findings:
             "now": self.now, "cutoff": self.cutoff, "previous_cutoff": self.previous_cutoff, "day": self.day,
             "anything": self.anything,
             **{k: [asdict(x) for x in getattr(self, k)] for k in (
-                "establishments", "missing", "recovered", "rejected", "quality", "abnormal", "dp_drops",
+                "establishments", "missing", "recovered", "rejected", "late", "quality", "abnormal", "dp_drops",
                 "shadow_ready")},
         })
 
@@ -271,17 +297,6 @@ def window_day(received_at: datetime, region: Region) -> date:
         local.date() + timedelta(days=1)
 
 
-def periods(days: list[date]) -> list[tuple[date, date]]:
-    """Sorted days → runs of consecutive days, as (first, last)."""
-    out: list[tuple[date, date]] = []
-    for d in sorted(days):
-        if out and d == out[-1][1] + timedelta(days=1):
-            out[-1] = (out[-1][0], d)
-        else:
-            out.append((d, d))
-    return out
-
-
 def reprise_periods(conn, etab: str, gap_start: date, day: date) -> list[tuple[date, date]]:
     """Entry days that no file provides and that the sliding window can no longer bring: from the day before
     the gap (the last file before it stopped at the day before that) to `day` - 7 (the next file, received on
@@ -289,6 +304,8 @@ def reprise_periods(conn, etab: str, gap_start: date, day: date) -> list[tuple[d
     start, end = gap_start - timedelta(days=1), day - timedelta(days=ESTABLISHMENT_WINDOW)
     if end < start:
         return []
+    from rpu.exports import periods
+
     rows = conn.execute(store.query("watch_uncovered_days"), {"etab": etab, "start": start, "end": end}).fetchall()
     return periods([r[0] for r in rows])
 
@@ -341,6 +358,8 @@ def findings(conn, region: Region, now: datetime) -> Findings:
     # transmissions: last accepted file per establishment, up to the cut-off
     last = {r[0].strip(): (r[1], r[2]) for r in conn.execute(
         store.query("watch_last_accepted"), {"cutoff": cut, "previous": previous})}
+    declared = {r[0].strip(): r[1].astimezone(region.tz).date() for r in conn.execute(
+        store.query("watch_declared_since"), {"region": region.code})}
     for e in region.establishments:
         last_accepted, last_before = last.get(e.finess, (None, None))
         days = (day - window_day(last_accepted, region)).days if last_accepted else None
@@ -351,10 +370,12 @@ def findings(conn, region: Region, now: datetime) -> Findings:
         if last_accepted is None or days >= 1:
             gap_start = window_day(last_accepted, region) + timedelta(days=1) if last_accepted else None
             needed = days is not None and days >= REPRISE_AFTER_DAYS
+            since = min(declared.get(e.finess, day), day) if last_accepted is None else None
             f.missing.append(Missing(
                 e.finess, e.name, days, f.establishments[-1].last_accepted, gap_start, needed,
                 gap_start - timedelta(days=1) if needed else None,
-                gap_start + timedelta(days=ESTABLISHMENT_WINDOW - 1) if gap_start and not needed else None))
+                gap_start + timedelta(days=ESTABLISHMENT_WINDOW - 1) if gap_start and not needed else None,
+                since, (day - since).days if since else None))
         elif last_before is not None:
             before_day = window_day(last_before, region)
             if (day - before_day).days > 1:                      # the file of the day ends a gap
@@ -370,6 +391,14 @@ def findings(conn, region: Region, now: datetime) -> Findings:
         who = est.finess if est else ((etab or sender or finess or "").strip())
         f.rejected.append(Rejected(file_id, file_name, who, est.name if est else None,
                                    received_at.astimezone(region.tz), visits, _reasons(errors or [])))
+
+    # accepted files received after the cut-off of the day they were due
+    for file_id, file_name, etab, received_at, period_end, visits in conn.execute(store.query("watch_late"), {
+            "previous": previous, "cutoff": cut, "tz": region.timezone, "cut_time": _cutoff_time(region)}):
+        est = region.establishment(etab.strip())
+        f.late.append(Late(file_id, file_name, etab.strip(), est.name if est else None,
+                           received_at.astimezone(region.tz), period_end + timedelta(days=1), period_end,
+                           visits))
 
     # accepted files whose quality gate found expectations not met (rpu.quality), in plain words
     from rpu import quality
@@ -554,12 +583,15 @@ CONTACT_TEMPLATES = {   # (kind, notice) → the establishment's mail
 
 
 def _sections(notices: list[dict]) -> dict[str, list[dict]]:
-    s = {k: [] for k in ("missing", "reprise", "back", "rejected", "quality", "abnormal", "dp_drop", "ready")}
+    s = {k: [] for k in ("declared", "missing", "reprise", "back", "rejected", "late", "quality", "abnormal",
+                         "dp_drop", "ready")}
     for n in notices:
         item = {**n["details"], "etab": n["etab"], "name": n["name"], "notice": n["notice"]}
         if n["kind"] == "missing":
-            s[{"new": "missing", "reprise": "reprise", "closed": "back"}[n["notice"]]].append(item)
-        elif n["kind"] in ("rejected", "quality"):
+            never = n["key"] == "never" and n["notice"] == "new"
+            s["declared" if never else {"new": "missing", "reprise": "reprise", "closed": "back"}[n["notice"]]] \
+                .append(item)
+        elif n["kind"] in ("rejected", "late", "quality"):
             s[n["kind"]].append(item)
         elif n["notice"] == "new":      # abnormal days, DP drops, shadow ready: told when new only
             s[{"abnormal_day": "abnormal", "dp_drop": "dp_drop", "shadow_ready": "ready"}[n["kind"]]].append(item)
@@ -601,23 +633,28 @@ def mails(region: Region, findings: Findings | dict, notices: list[dict]) -> lis
 
 
 def notify(conn, region: Region, findings: Findings | dict, notices: list[dict], *,
-           send: Callable[..., None] | None = None, at: datetime | None = None) -> list[dict]:
-    """Send the mails (`send(conn_id, to, subject, text, html)`, by default rpu.mail.send through the region's
-    SMTP connection), then mark the notices as mailed. A failed send raises before anything is marked: the next
-    try sends everything again (at least once, never lost). Returns what was sent (template, to, subject)."""
-    from rpu import mail
+           send: Callable[..., dict | None] | None = None, at: datetime | None = None) -> list[dict]:
+    """Queue the mails in the outbox and mark the notices told, in one transaction, then deliver every pending
+    mail of the region (`send(conn_id, to, subject, text, html)` → refused addresses, by default rpu.mail.send
+    through the region's SMTP connection; see rpu.outbox). A mail not delivered to every address raises
+    MailNotDelivered and stays pending: the retry — or the next day's run — sends it to the addresses still
+    owed (at least once, never lost; never twice to an address that accepted it). Returns what was delivered
+    (template, to, subject)."""
+    from rpu import outbox
 
-    send = send or mail.send
-    sent = []
-    for m in mails(region, findings, notices):
-        if not m["to"]:
-            log.warning("watch %s: no ARS address in the region file (alerts.ars): %r not mailed",
-                        region.code, m["subject"])
-            continue
-        send(region.smtp_conn_id, m["to"], m["subject"], m["text"], m["html"])
-        sent.append({"template": m["template"], "to": m["to"], "subject": m["subject"]})
-    acknowledge(conn, notices, at or datetime.now(region.tz))
-    return sent
+    cutoff = findings.cutoff.isoformat() if isinstance(findings, Findings) else findings["cutoff"]
+    with conn.transaction():
+        for m in mails(region, findings, notices):
+            if not m["to"]:
+                log.warning("watch %s: no ARS address (alerts.ars_none: true): %r not mailed", region.code,
+                            m["subject"])
+                continue
+            # a retried task queues the same mails again: one per cut-off, template, addresses and notices
+            key = (f"watch:{cutoff}:{m['template']}:{','.join(sorted(m['to']))}:"
+                   f"{','.join(str(n['id']) for n in sorted(m['notices'], key=lambda n: n['id']))}")
+            outbox.queue(conn, region, m["template"], m["to"], m["subject"], m["text"], m["html"], key=key)
+        acknowledge(conn, notices, at or datetime.now(region.tz))
+    return outbox.flush(conn, region, send=send)
 
 
 # --- text for logs and the command line ---------------------------------------------------------------------
@@ -641,7 +678,8 @@ def describe(f: Findings) -> str:
                      "anormal.")
     for m in f.missing:
         if m.days is None:
-            lines.append(f"ABSENCE   {m.etab} {m.name} : aucun fichier accepté reçu à ce jour")
+            lines.append(f"DÉCLARÉ   {m.etab} {m.name} : pas encore en production — déclaré depuis le "
+                         f"{_d(m.declared_since)} ({m.declared_days} jour(s)), aucun fichier accepté reçu à ce jour")
         else:
             lines.append(f"ABSENCE   {m.etab} {m.name} : {m.days} jour(s) sans transmission, dernier fichier accepté "
                          f"le {_d(m.last_accepted)}" + (f" — REPRISE NÉCESSAIRE (données manquantes depuis le "
@@ -654,6 +692,9 @@ def describe(f: Findings) -> str:
     for r in f.rejected:
         why = "; ".join(x["rule"] for x in r.reasons) or "?"
         lines.append(f"REJET     {r.etab or '?'} {r.name or ''} : {r.file_name} reçu le {_d(r.received_at)} ({why})")
+    for x in f.late:
+        lines.append(f"RETARD    {x.etab} {x.name or ''} : {x.file_name} reçu le {_d(x.received_at)}, après la coupure "
+                     f"du {_d(x.due)} (données jusqu'au {_d(x.period_end)})")
     for q in f.quality:
         what = "; ".join(f"{x['name']} ({x['description']})" for x in q.failed) or "contrôle non effectué"
         lines.append(f"QUALITÉ   {q.etab or '?'} {q.name or ''} : {q.file_name} — {what}"

@@ -106,3 +106,44 @@ def test_a_broken_region_file_is_an_import_error_of_that_region_only(airflow_db,
     assert "brk.yaml" in message and "Europe/Nowhere" in message
     assert {f"demo_{k}" for k in SCHEDULES} <= set(bag.dag_ids)
     assert not any(d.startswith("brk_") for d in bag.dag_ids)
+
+
+KINDS = {"intake": "intake", "send_invs": "send", "export_ars": "send", "send_atih": "send", "watch": "watch",
+         "reprise": "reprise"}
+
+
+@pytest.mark.parametrize("region,kind", [(r, k) for r in REGIONS for k in KINDS], ids=lambda x: getattr(x, "code", x))
+def test_failures_are_told_and_nothing_hangs(dagbag, region, kind):
+    """Every DAG of a region mails its operations when a run fails; every task has a timeout and retries with
+    exponential backoff; every run has a timeout — values from the region file (timeouts.<kind>)."""
+    from datetime import timedelta
+
+    from rpu_dags.notify import RegionFailureNotifier
+
+    dag = dagbag.get_dag(f"{region.code}_{kind}")
+    limits = region.timeouts[KINDS[kind]]
+    assert isinstance(dag.on_failure_callback, RegionFailureNotifier) and dag.on_failure_callback.region == region
+    assert dag.dagrun_timeout == timedelta(minutes=limits["dagrun_minutes"])
+    for task in dag.tasks:
+        assert task.execution_timeout == timedelta(minutes=limits["task_minutes"]), task.task_id
+        assert task.retry_exponential_backoff == 2.0 and task.max_retry_delay == timedelta(
+            minutes=region.retry_max_delay_minutes), task.task_id
+    assert "mailed (in French) to the region's operations" in dag.doc_md
+
+
+@pytest.mark.parametrize("region", REGIONS, ids=lambda r: r.code)
+def test_the_daily_invs_send_has_a_deadline(dagbag, region):
+    """"The daily InVS send has not succeeded by 08:00": a deadline alert, counted from when the run was queued
+    (05:30 → 2 h 30), whose callback mails operations (rpu.ops.deadline_missed, tested in test_send_dags.py)."""
+    from datetime import timedelta
+
+    from airflow.sdk import DeadlineReference
+
+    [alert] = dagbag.get_dag(f"{region.code}_send_invs").deadline
+    assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
+    assert region.send_invs_schedule == "30 5 * * *" and region.send_invs_deadline == "08:00"
+    assert alert.interval == timedelta(hours=2, minutes=30)
+    assert alert.callback.path == "rpu.ops.deadline_missed"
+    assert alert.callback.kwargs == {"region": region.code, "deadline": "08:00"}
+    for kind in ("intake", "export_ars", "send_atih", "watch", "reprise"):
+        assert not dagbag.get_dag(f"{region.code}_{kind}").deadline

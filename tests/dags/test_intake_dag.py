@@ -176,3 +176,43 @@ def test_a_file_still_growing_is_left_for_the_next_run(intake_env):
         stop.set()
         writer.join()
     assert [i["name"] for i in items] == ["RPU_done.xml"]
+
+
+def test_a_hung_transfer_is_cut_by_the_task_timeout(intake_env, monkeypatch, capfd):
+    """An SFTP server that accepts the connection, says hello and then never answers: the task is failed by its
+    execution_timeout (timeouts.intake.task_minutes) instead of hanging and blocking every later run."""
+    import socket
+
+    from conftest import write_region
+
+    env = intake_env
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+
+    def hang():
+        while True:
+            try:
+                s, _ = listener.accept()
+            except OSError:
+                return
+            s.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")      # a banner, then silence
+            held.append(s)
+
+    threading.Thread(target=hang, daemon=True).start()
+    conn = json.loads(env.sftp_server.airflow_conn_json(env.username, env.password))
+    monkeypatch.setenv("AIRFLOW_CONN_RPU_DEMO_SFTP_INTAKE", json.dumps({**conn, "port": listener.getsockname()[1],
+                                                                        "extra": {**conn.get("extra", {}),
+                                                                                  "conn_timeout": "600"}}))
+    write_region(env.region_dir, retries=0, timeouts={"intake": {"task_minutes": 0.05}})     # 3 s
+    t0 = time.monotonic()
+    try:
+        run = _run(env)
+    finally:
+        listener.close()
+        for s in held:
+            s.close()
+    assert run.state == "failed" and time.monotonic() - t0 < 60
+    assert ("list_new_files", -1, None, "failed") in _tis(run)
+    assert "AirflowTaskTimeout" in "".join(capfd.readouterr())

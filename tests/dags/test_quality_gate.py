@@ -36,8 +36,8 @@ def _exported(env, etab) -> int:
     from rpu import store
 
     with store.connection(env.db_url) as conn:
-        return sum(n for _, _, n in conn.execute(store.query("export_counts"), {
-            "etab": etab, "start": date(2026, 10, 26), "end": date(2026, 11, 1)}))
+        return conn.execute(store.query("reprise_count"), {   # the visits an export would write (held back: not)
+            "etab": etab, "ordre": None, "start": date(2026, 10, 26), "end": date(2026, 11, 1)}).fetchone()[0]
 
 
 def test_gate_results_are_stored_and_told_in_the_receipt(intake_env):

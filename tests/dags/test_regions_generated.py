@@ -42,6 +42,7 @@ def generated(airflow_db, tmp_path_factory):
         csv.write_text("finess;name\n" + "".join(f"{_finess(code, i)};Urgences {code} {i}\n" for i in range(n)),
                        encoding="utf-8")
         assert main(["region", "add", "--code", code, "--name", name, "--timezone", tz, "--establishments", str(csv),
+                     "--ars-email", f"veille@ars-{code}.example.org",
                      "--regions-dir", str(regions), "--dags-dir", str(dags), *extra]) == 0
     mp.undo()
     # a team of its own for one region (owner of its DAGs)

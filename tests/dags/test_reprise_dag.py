@@ -57,6 +57,7 @@ def _visits(day: date, n: int) -> list[dict]:
 
 
 GOOD_VISITS = {BEFORE: 1, M2 + timedelta(days=9): 2, M2 + timedelta(days=19): 1, M1 + timedelta(days=4): 3}
+LAST = max(GOOD_VISITS)   # the files received end there: later days have no data, and no file declares them
 
 
 # --- environment --------------------------------------------------------------------------------------------
@@ -71,7 +72,28 @@ class RepriseEnv:
     def run(self, conf: dict):
         dag = self.base.dag("demo_reprise")
         assert dag is not None
-        return dag.test(run_conf=conf)
+        try:
+            return dag.test(run_conf=conf)
+        except ValueError as exc:
+            # Airflow 3.3's dag.test() builds the context of a failed run's on_failure_callback from the serialized
+            # DAG, whose required Params it validates without the run's conf: it raises once every task is done and
+            # the run marked failed, before committing that state (the DAG processor, which runs the callback in
+            # production, uses the parsed DAG). Read the run back, failed; a conf refused before any run is
+            # re-raised.
+            import traceback
+
+            from airflow.models.dagrun import DagRun
+            from airflow.utils.session import create_session
+            from airflow.utils.state import DagRunState
+
+            if "execute_dag_callbacks" not in "".join(traceback.format_tb(exc.__traceback__)):
+                raise
+            with create_session() as session:
+                run = session.query(DagRun).filter(DagRun.dag_id == "demo_reprise").order_by(
+                    DagRun.id.desc()).first()
+                session.expunge(run)
+            run.state = DagRunState.FAILED
+            return run
 
     def uploaded(self, recipient: str) -> list[str]:
         return sorted(p.name for p in self.roots[recipient].rglob("*") if p.is_file())
@@ -89,8 +111,14 @@ def reprise_env(intake_env, sftp_server, smtp_sink, tmp_path, monkeypatch) -> Re
     from rpu import intake
 
     env = intake_env
-    write_region(env.region_dir, alerts={"ars": [ARS]})
+    # no atih.geo_table: the postal code table is loaded by hand (`rpu geo load`), as in production
+    write_region(env.region_dir, alerts={"ars": [ARS]}, atih={})
     region = env.region()
+    table = tmp_path / "pmsi_geo.csv"
+    table.write_text("cp;code_geo\n13790;13G05\n75012;75112\n", encoding="utf-8")
+    from rpu.cli import main
+
+    assert main(["geo", "load", "--db", env.db_url, "--file", str(table)]) == 0
     roots = {}
     for name in ("invs", "atih", "ars"):
         user, password = f"{name}{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
@@ -142,10 +170,10 @@ def test_reprise_two_months_to_invs_and_atih(reprise_env):
     assert _states(run) == {"validate": "success", "send": "success", "notify": "success",
                             "notify_failure": "skipped"}
 
-    invs_m2 = f"RPU_{GOOD}_{M2:%Y%m%d}_{M2_END:%Y%m%d}_reprise.xml"
-    invs_m1 = f"RPU_{GOOD}_{M1:%Y%m%d}_{M1_END:%Y%m%d}_reprise.xml"
+    invs_m2 = f"RPU_{GOOD}_0_{M2:%Y%m%d}_{M2_END:%Y%m%d}_reprise.xml"
+    invs_m1 = f"RPU_{GOOD}_0_{M1:%Y%m%d}_{LAST:%Y%m%d}_reprise.xml"      # no data after LAST: not declared
     jan1 = date(M1_END.year, 1, 1)
-    atih = f"ATIH_RPU_{GOOD}_{jan1:%Y%m%d}_{M1_END:%Y%m%d}_reprise.xml"
+    atih = f"ATIH_RPU_{GOOD}_0_{jan1:%Y%m%d}_{M1_END:%Y%m%d}_reprise.xml"
     atih_visits = sum(n for d, n in GOOD_VISITS.items() if jan1 <= d <= M1_END)
 
     # one InVS file per month, only GOOD's visits of that month
@@ -162,7 +190,7 @@ def test_reprise_two_months_to_invs_and_atih(reprise_env):
     assert env.ledger() == [
         ("atih", "reprise", GOOD, jan1, M1_END, atih, atih_visits, "sent"),
         ("invs", "reprise", GOOD, M2, M2_END, invs_m2, 3, "sent"),
-        ("invs", "reprise", GOOD, M1, M1_END, invs_m1, 3, "sent"),
+        ("invs", "reprise", GOOD, M1, LAST, invs_m1, 3, "sent"),
     ]
 
     [m] = env.mails()
@@ -194,8 +222,8 @@ def test_dry_run_sends_nothing_and_mails_what_would_be_sent(reprise_env):
     assert "SIMULATION" in m.subject
     assert "SIMULATION — rien n'a été envoyé" in text and "SIMULATION — rien n'a été envoyé" in html
     ars_file = f"ARS_demo_{GOOD}_{M2:%Y%m%d}_{M1_END:%Y%m%d}_reprise.csv.gz"
-    for name in (f"RPU_{GOOD}_{M2:%Y%m%d}_{M2_END:%Y%m%d}_reprise.xml",
-                 f"RPU_{GOOD}_{M1:%Y%m%d}_{M1_END:%Y%m%d}_reprise.xml", ars_file):
+    for name in (f"RPU_{GOOD}_0_{M2:%Y%m%d}_{M2_END:%Y%m%d}_reprise.xml",
+                 f"RPU_{GOOD}_0_{M1:%Y%m%d}_{LAST:%Y%m%d}_reprise.xml", ars_file):
         assert name in text
     assert text.count("passages : 3") == 2 and "passages : 6" in text     # InVS per month, ARS the period
     assert "simulation, non envoyé" in text and "statut   : envoyé" not in text
@@ -203,7 +231,7 @@ def test_dry_run_sends_nothing_and_mails_what_would_be_sent(reprise_env):
 
 def test_no_ars_address_skips_the_mail(reprise_env):
     env = reprise_env
-    write_region(env.region_dir, alerts={})            # no ARS address
+    write_region(env.region_dir, alerts={"ars_none": True})      # no ARS address, on purpose
     assert env.region().ars_emails == ()
     run = env.run({"establishment": GOOD, "start_date": M1.isoformat(), "end_date": M1_END.isoformat(),
                    "dry_run": True})
@@ -298,10 +326,10 @@ def test_a_recipient_down_fails_the_run_and_the_ars_is_told_what_did_not_go(repr
     [m] = env.mails()
     text, html = _mail_parts(m)
     assert "1 fichier en échec" in m.subject
-    atih = f"ATIH_RPU_{GOOD}_{date(M1_END.year, 1, 1):%Y%m%d}_{M1_END:%Y%m%d}_reprise.xml"
+    atih = f"ATIH_RPU_{GOOD}_0_{date(M1_END.year, 1, 1):%Y%m%d}_{M1_END:%Y%m%d}_reprise.xml"
     blocks = {b.split("fichier  : ")[1].split()[0]: b for b in text.split("\n\n") if "fichier  : " in b}
-    assert set(blocks) == {atih, f"RPU_{GOOD}_{M2:%Y%m%d}_{M2_END:%Y%m%d}_reprise.xml",
-                           f"RPU_{GOOD}_{M1:%Y%m%d}_{M1_END:%Y%m%d}_reprise.xml"}
+    assert set(blocks) == {atih, f"RPU_{GOOD}_0_{M2:%Y%m%d}_{M2_END:%Y%m%d}_reprise.xml",
+                           f"RPU_{GOOD}_0_{M1:%Y%m%d}_{LAST:%Y%m%d}_reprise.xml"}
     for name, block in blocks.items():
         assert ("ÉCHEC de l'envoi" in block) == (name == atih), block
     assert "ATTENTION : 1 fichier n'a pas pu être envoyé" in text and "nobody" not in text
@@ -496,3 +524,30 @@ def test_render_is_generic_and_says_what_is_missing(tmp_path):
         (tmp_path / "absent.subject.j2").write_text("x", encoding="utf-8")
         mail.render("absent", templates_dir=tmp_path)
     assert "reprise_summary" in mail.templates()
+
+
+def test_the_summary_waits_while_the_mail_server_is_down_and_leaves_when_it_is_back(reprise_env, monkeypatch):
+    """SMTP down longer than notify's retries: the summary is kept pending (it used to be lost), and the next DAG
+    that mails — here the daily watch — sends it once the server answers again."""
+    import json
+
+    import pendulum
+
+    from rpu.localservices import free_port
+
+    env = reprise_env
+    region = env.region()
+    conn_var = f"AIRFLOW_CONN_{region.smtp_conn_id.upper()}"
+    working = json.loads(env.smtp.airflow_conn_json())
+    monkeypatch.setenv(conn_var, json.dumps({**working, "port": free_port("127.0.0.1")}))    # nothing listens
+    run = env.run({"establishment": GOOD, "start_date": M1.isoformat(), "end_date": M1_END.isoformat(),
+                   "dry_run": True})
+    assert run.state == "failed" and _states(run)["notify"] == "failed"
+    assert env.mails() == []
+    assert env.sql("SELECT template, state FROM mail_outbox") == [("reprise_summary", "pending")]
+    monkeypatch.setenv(conn_var, json.dumps(working))                                    # the server is back
+    watch = env.dag("demo_watch").test(logical_date=pendulum.now("Europe/Paris"))
+    assert watch.state == "success"
+    [m] = [m for m in env.mails() if "Reprise" in m.subject]
+    assert "SIMULATION" in m.subject and "CH de Valbourg" in m.subject
+    assert env.sql("SELECT state FROM mail_outbox WHERE template = 'reprise_summary'") == [("done",)]

@@ -141,7 +141,7 @@ def test_an_eight_day_gap_needs_a_reprise(watch_env):
     [ars] = env.mails(ARS[0])
     text, _ = _check_mail(ars, ARS)
     assert _subject(ars) == f"[RPU demo] Veille du {_fr(D)} : 1 reprise nécessaire"
-    assert "REPRISE NÉCESSAIRE (1) — au moins 7 jours sans transmission" in text
+    assert "REPRISE NÉCESSAIRE (1) — au moins 8 jours sans transmission" in text
     assert (f"CH de Valbourg (FINESS {GOOD}) : 8 jours sans transmission (depuis le {_fr(D - timedelta(days=7))}), "
             f"dernier fichier accepté reçu le {_fr(D - timedelta(days=8))} à 03:00") in text
     assert f"les passages à partir du {_fr(D - timedelta(days=8))} (date d'entrée)" in text
@@ -153,16 +153,20 @@ def test_an_eight_day_gap_needs_a_reprise(watch_env):
     assert env.alerts() == [("missing", GOOD, (D - timedelta(days=7)).isoformat(), "open", "reprise", 1, None)]
 
 
-def test_a_gap_reaching_seven_days_is_mailed_once_more_then_back_to_normal_with_the_period(watch_env):
+def test_a_gap_reaching_eight_days_is_mailed_once_more_then_back_to_normal_with_the_period(watch_env):
+    """Day 7 is still catchable: a file received later that day covers the day before the gap — the date the
+    mail gives ("au plus tard"). The reprise is told on day 8, once."""
     env = watch_env
-    gap = D - timedelta(days=6)                                              # first day without a file
-    env.seed.normal(GOOD, D - timedelta(days=9), gap - timedelta(days=1))
-    env.seed.normal(OTHER, D - timedelta(days=9), D + timedelta(days=1))
-    env.run(D - timedelta(days=1))                                          # 6 days: told as missing
+    gap = D - timedelta(days=7)                                              # first day without a file
+    env.seed.normal(GOOD, D - timedelta(days=10), gap - timedelta(days=1))  # last file received on D-8
+    env.seed.normal(OTHER, D - timedelta(days=10), D + timedelta(days=1))
+    env.run(D - timedelta(days=1))                                          # 7 days: told as missing, not reprise
     [m] = env.mails(ARS[0])
-    assert "1 absence de transmission" in _subject(m)
+    text, _ = _check_mail(m, ARS)
+    assert _subject(m) == f"[RPU demo] Veille du {_fr(D - timedelta(days=1))} : 1 absence de transmission"
+    assert f"au plus tard le {_fr(D - timedelta(days=1))}, la fenêtre glissante" in text   # that very day
     env.smtp.clear()
-    env.run(D)                                                               # 7 days: reprise needed, once
+    env.run(D)                                                               # 8 days: reprise needed, once
     [m] = env.mails(ARS[0])
     assert _subject(m) == f"[RPU demo] Veille du {_fr(D)} : 1 reprise nécessaire"
     assert len(env.mails(CONTACT)) == 1
@@ -173,16 +177,16 @@ def test_a_gap_reaching_seven_days_is_mailed_once_more_then_back_to_normal_with_
     [ars] = env.mails(ARS[0])
     text, html = _check_mail(ars, ARS)
     assert _subject(ars) == f"[RPU demo] Veille du {_fr(D + timedelta(days=1))} : 1 retour à la normale"
-    # the last file before the gap covered up to gap-2; the file of D+1 covers D-6 …: gap-1 = D-7 is missing
-    lost = _fr(gap - timedelta(days=1))
+    # the last file before the gap covered up to gap-2; the file of D+1 covers D-6 …: D-8 and D-7 are missing
+    lost = f"du {_fr(gap - timedelta(days=1))} au {_fr(gap)}"
     assert (f"CH de Valbourg (FINESS {GOOD}) : transmission reprise le {_fr(D + timedelta(days=1))} à 03:00 après "
-            f"7 jours sans transmission (depuis le {_fr(gap)})") in text
-    assert f"Reprise à demander (dates d'entrée) : le {lost} — DAG « demo_reprise »" in text
-    assert f"le {lost}" in html
+            f"8 jours sans transmission (depuis le {_fr(gap)})") in text
+    assert f"Reprise à demander (dates d'entrée) : {lost} — DAG « demo_reprise »" in text
+    assert lost in html
     [notice] = env.mails(CONTACT)
     text, _ = _check_mail(notice, [CONTACT])
     assert _subject(notice) == f"[RPU demo] CH de Valbourg ({GOOD}) : transmission rétablie — reprise à prévoir"
-    assert f"  - le {lost}" in text
+    assert f"  - {lost}" in text
     assert env.alerts() == [("missing", GOOD, gap.isoformat(), "closed", "closed", 3, None)]
     env.smtp.clear()
     for etab in (GOOD, OTHER):
@@ -228,3 +232,64 @@ def test_a_rejected_file_is_told_to_the_establishment_with_its_reasons(watch_env
     env.smtp.clear()
     env.run(D)
     assert env.mails() == []
+
+
+# --- issue 11: partial refusals by the mail server, failed runs told to operations ------------------------------
+
+OPS = "exploitation-dag@example.org"
+
+
+def _run_any(env, day: date):
+    """A run of `day` whatever its outcome (env.run insists on success)."""
+    return env.base.dag("demo_watch").test(
+        logical_date=pendulum.datetime(day.year, day.month, day.day, 6, 0, tz="Europe/Paris"))
+
+
+def _to(env, address: str):
+    return [m for m in env.smtp.messages if address in m.rcpt_tos]
+
+
+def test_an_address_refused_for_now_is_owed_the_mail_until_it_accepts_it(watch_env):
+    """The server takes the summary for one ARS address and refuses the other for now (450): that is a failure
+    for that address — the run fails (operations are told), the mail stays owed to it alone, and the next run
+    delivers it there without sending it twice to the address that had it."""
+    env = watch_env
+    write_region(env.region_dir, alerts={"ars": ARS, "ops": [OPS]}, establishments=ESTABLISHMENTS)
+    env.seed.normal(GOOD, D - timedelta(days=3), D - timedelta(days=1))      # GOOD: nothing this morning
+    env.seed.normal(OTHER, D - timedelta(days=3), D + timedelta(days=1))
+    env.smtp.refuse(ARS[1], 450, "4.2.2 Mailbox full")
+    run = _run_any(env, D)
+    assert run.state == "failed"
+    assert [_subject(m) for m in _to(env, ARS[0])] == [f"[RPU demo] Veille du {_fr(D)} : 1 absence de transmission"]
+    assert _to(env, ARS[1]) == [] and len(_to(env, CONTACT)) == 1
+    [ops] = _to(env, OPS)                                                    # the failed run, in French
+    text, _ = _check_mail(ops, [OPS])
+    assert _subject(ops).startswith("[RPU demo] ÉCHEC demo_watch — tâche notify")
+    assert "nouvelles tentatives épuisées" in text and "partent à la relance de la tâche" in text
+    env.smtp.accept(ARS[1])
+    env.run(D + timedelta(days=1))                                           # the next day: nothing new to tell
+    [owed] = _to(env, ARS[1])
+    assert _subject(owed) == f"[RPU demo] Veille du {_fr(D)} : 1 absence de transmission"
+    assert len(_to(env, ARS[0])) == 1 and len(_to(env, CONTACT)) == 1        # not twice
+    assert env.sql("SELECT count(*) FROM mail_outbox WHERE state = 'pending'") == [(0,)]
+
+
+def test_an_address_refused_for_good_is_told_to_operations_once_and_never_resent(watch_env):
+    """The only ARS address is refused for good (550): the summary is not sent again every day (it used to stay
+    pending forever), operations hear of the address once, and later summaries still go to the others."""
+    env = watch_env
+    write_region(env.region_dir, alerts={"ars": [ARS[1]], "ops": [OPS]}, establishments=ESTABLISHMENTS)
+    env.seed.normal(GOOD, D - timedelta(days=3), D - timedelta(days=1))
+    env.seed.normal(OTHER, D - timedelta(days=3), D)
+    env.smtp.refuse(ARS[1], 550, "5.1.1 Unknown mailbox")
+    env.run(D)                                                              # nothing owed: the run succeeds
+    [ops] = _to(env, OPS)
+    text, _ = _check_mail(ops, [OPS])
+    assert _subject(ops) == "[RPU demo] 1 adresse refusée par le serveur de courriel"
+    assert f"{ARS[1]} : 550 5.1.1 Unknown mailbox" in text and "signalé qu'une fois" in text
+    env.run(D + timedelta(days=1))                                          # OTHER misses: a new summary
+    env.run(D + timedelta(days=2))
+    assert len(_to(env, OPS)) == 1 and _to(env, ARS[1]) == []
+    assert env.sql("SELECT template, state, refused ? %s FROM mail_outbox WHERE template = 'watch_ars' ORDER BY id",
+                   ARS[1]) == [("watch_ars", "done", True), ("watch_ars", "done", True)]
+    assert env.sql("SELECT address, code, reported_at IS NOT NULL FROM mail_refusal") == [(ARS[1], 550, True)]

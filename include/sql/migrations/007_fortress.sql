@@ -21,14 +21,21 @@ WHERE f.status = 'accepted'
   AND f.received_at >= (SELECT applied_at FROM schema_migration WHERE version = 4);
 CREATE INDEX received_file_gate_pending ON received_file (id) WHERE gate_pending;
 
--- The one definition of what may leave the region: the visits of batches whose gate ran and did not hold them
--- (or whose hold was released). Every export and count of what a send holds reads this view
--- (export_oscour, export_atih, export_ars, export_counts, reprise_count).
--- The held and pending files are a handful: gathered once into an array (an InitPlan), which keeps the
--- exports' index-ordered scans of `visit` (006_export_order.sql) instead of an anti-join.
+-- "Held back": a stored batch that must not reach any recipient yet: a batch waiting for its quality gate, or
+-- one the gate quarantined and nobody released. This view is the one place that says so. The exports leave out
+-- the visits of these files (view exportable_visit below), and a file sent never declares a day whose stored
+-- data comes from one of them (rpu.exports narrows or splits its period, export_days.sql): the recipient keeps
+-- what it had for that day rather than an empty day.
+CREATE VIEW held_back_file AS
+SELECT f.id AS file_id FROM received_file f WHERE f.gate_pending
+UNION ALL
+SELECT q.file_id FROM quality_quarantine q WHERE q.released_at IS NULL;
+
+-- The one definition of what may leave the region: the visits of batches not held back. Every export and count
+-- of what a send holds reads this view (export_oscour, export_atih, export_ars, reprise_count, geo_coverage).
+-- The held files are a handful: gathered once into an array (an InitPlan), which keeps the exports'
+-- index-ordered scans of `visit` (006_export_order.sql) instead of an anti-join.
 CREATE VIEW exportable_visit AS
 SELECT v.*
 FROM visit v
-WHERE v.file_id <> ALL (ARRAY(SELECT f.id FROM received_file f WHERE f.gate_pending
-                              UNION ALL
-                              SELECT q.file_id FROM quality_quarantine q WHERE q.released_at IS NULL));
+WHERE v.file_id <> ALL (ARRAY(SELECT h.file_id FROM held_back_file h));

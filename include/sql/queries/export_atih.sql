@@ -15,5 +15,5 @@ SELECT coalesce((SELECT jsonb_object_agg(rtrim(g.cp), rtrim(g.code_geo)) FROM pm
        coalesce(to_char(v.sortie, 'DD/MM/YYYY HH24:MI'), v.raw_invalid ->> 'SORTIE'), v.mode_sortie,
        v.destination, v.orient
 FROM exportable_visit v
-WHERE v.etab = %(etab)s AND v.entry_date BETWEEN %(start)s AND %(end)s
+WHERE v.etab = %(etab)s AND v.entry_date BETWEEN %(start)s AND %(end)s AND v.ordre = %(ordre)s
 ORDER BY v.entry_date, v.id
