@@ -270,7 +270,7 @@ def test_archive_and_outbox_files_are_private(db, region, tmp_path):
     for d in (os.path.dirname(archived), region.archive_dir / ETAB):
         assert _mode(d) == 0o700, d
     with store.connection(db) as conn:
-        [spec] = exports.invs_specs(region, date(2026, 11, 2), etabs=[ETAB])
+        [spec] = exports.invs_specs(conn, region, date(2026, 11, 2), etabs=[ETAB])
         entry = sends.prepare(conn, region, spec, "run-1")
     assert entry["visits"] == 2
     assert _mode(entry["local_path"]) == 0o600 and _mode(os.path.dirname(entry["local_path"])) == 0o700
