@@ -135,7 +135,7 @@ def bench_database(db_url: str | None = None, *, keep: bool = False, migrate: bo
     created = False
     try:
         if db_url is None:
-            from rpu.localservices import PostgresServer
+            from rpu_dev.localservices import PostgresServer
 
             base = Path(tempfile.mkdtemp(prefix="rpu-bench-pg-"))
             server = PostgresServer(base, fast=True)

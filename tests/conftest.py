@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from rpu.localservices import PostgresServer, SftpServer, SmtpSink
+from rpu_dev.localservices import PostgresServer, SftpServer, SmtpSink
 
 # Airflow's DAG processor puts the DAG bundle (dags/) on sys.path so DAG files can import rpu_dags; the
 # DagBags the tests build do not: do it once here.

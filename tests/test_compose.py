@@ -76,3 +76,25 @@ def test_every_required_variable_is_documented_in_env_example():
     documented = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (PROJECT / ".env.example").read_text(), re.M))
     assert required - documented == set()
     assert ".env" in (PROJECT / ".gitignore").read_text().split()
+
+
+def test_developer_tools_stay_out_of_the_image_and_the_package():
+    """tools/rpu_dev (the demo, the local services) is for developers: the image copies only what the concentrator
+    runs, no service mounts tools/, the wheel's packages are include/rpu*, and nothing shipped imports rpu_dev."""
+    import tomllib
+
+    copied = set()
+    for line in (PROJECT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied |= {w.removeprefix("./").rstrip("/") for w in line.split()[1:-1] if not w.startswith("--")}
+    assert copied == {"requirements.txt", "constraints.txt", "pyproject.toml", "include"}
+    for name, svc in compose()["services"].items():
+        assert not any(str(v).split(":")[0].rstrip("/") in ("./tools", ".") for v in svc.get("volumes", [])), name
+    find = tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert find == {"where": ["include"], "include": ["rpu*"]}
+    assert not (PROJECT / "include" / "rpu_dev").exists()
+    shipped = [p for d in ("include", "dags", "plugins") for p in (PROJECT / d).rglob("*.py")]
+    assert shipped
+    offenders = [str(p.relative_to(PROJECT)) for p in shipped
+                 if re.search(r"^\s*(from|import)\s+rpu_dev\b", p.read_text(encoding="utf-8"), re.M)]
+    assert offenders == []

@@ -114,7 +114,7 @@ def test_desired_roles():
 # --- the running dashboard ---------------------------------------------------------------------------------
 
 def _free_port() -> int:
-    from rpu.localservices import free_port
+    from rpu_dev.localservices import free_port
 
     return free_port()
 

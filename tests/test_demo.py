@@ -1,4 +1,4 @@
-"""The README's first command, end to end: `python -m rpu.demo --once` with real PostgreSQL, SFTP, SMTP and
+"""The README's first command, end to end: `python -m rpu_dev.demo --once` with real PostgreSQL, SFTP, SMTP and
 Airflow processes; it must report an accepted load and the rejected malformed file, then leave nothing behind."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from rpu.localservices import free_port
+from rpu_dev.localservices import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 TIMEOUT = 12 * 60
@@ -45,7 +45,7 @@ def test_demo_once_accepts_files_rejects_the_malformed_one_and_cleans_up() -> No
     workdir = Path(tempfile.mkdtemp(prefix="rpu-demo-test-"))
     os.chmod(workdir, 0o755)
     port = free_port()
-    cmd = [sys.executable, "-m", "rpu.demo", "--once", "--days", "3", "--workdir", str(workdir),
+    cmd = [sys.executable, "-m", "rpu_dev.demo", "--once", "--days", "3", "--workdir", str(workdir),
            "--port", str(port)]
     try:
         proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -1,4 +1,4 @@
-"""Round-trips against the real local services of rpu.localservices (no mocks)."""
+"""Round-trips against the real local services of rpu_dev.localservices (no mocks)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import paramiko
 import psycopg
 import pytest
 
-from rpu.localservices import PostgresServer, SftpServer, SmtpSink, free_port
+from rpu_dev.localservices import PostgresServer, SftpServer, SmtpSink, free_port
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -394,7 +394,7 @@ def test_postgres_binaries_fall_back_to_a_pypi_packaged_server(tmp_path, monkeyp
     import shutil as _shutil
     import sys as _sys
 
-    from rpu import localservices as L
+    from rpu_dev import localservices as L
 
     fake = tmp_path / "site" / "pgserver"
     (fake / "pginstall" / "bin").mkdir(parents=True)

@@ -533,7 +533,7 @@ def test_the_summary_waits_while_the_mail_server_is_down_and_leaves_when_it_is_b
 
     import pendulum
 
-    from rpu.localservices import free_port
+    from rpu_dev.localservices import free_port
 
     env = reprise_env
     region = env.region()

@@ -20,7 +20,7 @@ from lxml import etree
 from rpu import exports, intake, sends, sftp
 from rpu.config import load_region
 from rpu.connections import db_url
-from rpu.localservices import SftpServer
+from rpu_dev.localservices import SftpServer
 from conftest import write_region
 from rpu_xml import rpu_file, visit
 

@@ -354,7 +354,7 @@ class PostgresServer(_ServiceMixin):
         self._run(self._command("initdb", *args), timeout=180)
         conf = self.data_dir / "postgresql.conf"
         with conf.open("a", encoding="utf-8") as fh:
-            fh.write("\n# Added by rpu.localservices; the included file is rewritten at every start.\n")
+            fh.write("\n# Added by rpu_dev.localservices; the included file is rewritten at every start.\n")
             fh.write("include_if_exists = 'localservices.conf'\n")
 
     def _write_runtime_conf(self) -> None:

@@ -1,4 +1,4 @@
-"""`python -m rpu.demo`: the whole concentrator on this machine, with real services, in a few minutes.
+"""`python -m rpu_dev.demo`: the whole concentrator on this machine, with real services, in a few minutes.
 
 What it does, in order:
 
@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from rpu.config import PROJECT_DIR, Region, load_region
+from rpu_dev.localservices import PostgresServer, SftpServer, SmtpSink
 
 REGION_CODE = "demo"
 DAG_ID = f"{REGION_CODE}_intake"
@@ -296,12 +297,11 @@ class Demo:
                     child.unlink()
         wd.mkdir(parents=True, exist_ok=True)
         os.chmod(wd, 0o755)   # PostgreSQL runs as `postgres` when we are root: it must traverse the workdir
-        (wd / MARKER).write_text("work directory of `python -m rpu.demo`: wiped by the next demo run\n")
+        (wd / MARKER).write_text("work directory of `python -m rpu_dev.demo`: wiped by the next demo run\n")
         self.logs.mkdir()
 
     def start_postgres(self) -> None:
         from rpu import store
-        from rpu.localservices import PostgresServer
 
         self.pg = PostgresServer(self.workdir / "postgres", fast=False)
         self.pg.start()
@@ -324,8 +324,6 @@ class Demo:
         self.region = load_region(dst)
 
     def start_sftp(self) -> None:
-        from rpu.localservices import SftpServer
-
         root = self.workdir / "sftp"
         self.sftp = SftpServer(root)
         self.sftp.start()
@@ -344,8 +342,6 @@ class Demo:
         say(f"    SFTP {HOST}:{self.sftp.port}, {len(self.accounts)} accounts, host key {self.sftp.host_key_public}")
 
     def start_smtp(self) -> None:
-        from rpu.localservices import SmtpSink
-
         self.smtp = SmtpSink()
         self.smtp.start()
         say(f"    SMTP sink {HOST}:{self.smtp.port}")
@@ -611,7 +607,7 @@ class Demo:
         deadline = time.monotonic() + self._run_timeout()
         for _attempt in range(MAX_RUNS):
             status, body = self.api("POST", f"/dags/{DAG_ID}/dagRuns",
-                                    {"logical_date": None, "note": "triggered by rpu.demo"})
+                                    {"logical_date": None, "note": "triggered by rpu_dev.demo"})
             if status not in (200, 201) or not isinstance(body, dict):
                 raise DemoError(f"cannot trigger {DAG_ID}: HTTP {status} {body}")
             run_id = body["dag_run_id"]
@@ -836,7 +832,7 @@ def _raise_exit(signum, _frame):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rpu.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m rpu_dev.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--once", action="store_true",
                    help="exit after the first report: 0 when a file was accepted and the malformed one rejected")
     p.add_argument("--days", type=int, default=14, help="send days of synthetic files (default 14)")
@@ -849,7 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.days < 1:
-        print("rpu.demo: --days must be >= 1", file=sys.stderr)
+        print("rpu_dev.demo: --days must be >= 1", file=sys.stderr)
         return 2
     demo = Demo(args.workdir.absolute(), port=args.port, days=args.days, once=args.once)
     # Ctrl-C raises KeyboardInterrupt even when started in the background by a shell (which then ignores
@@ -866,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         rc = exc.code if isinstance(exc.code, int) else 1
     except DemoError as exc:
-        say(f"rpu.demo: {exc}")
+        say(f"rpu_dev.demo: {exc}")
         rc = 1
     finally:
         # a second Ctrl-C must not interrupt the cleanup (each wait in it is bounded)
