@@ -11,7 +11,7 @@ from rpu import rpu_format as F
 from rpu.checks import VISIT_COLUMNS, check_file
 from rpu.config import PROJECT_DIR, get_region
 from rpu.problems import FILE, INTAKE_RULES, QUALITY, RULES, VISIT, WARNING, Problem
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rpu.cli import main
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 RPU = Path(sys.executable).parent / "rpu"
 JSON_KEYS = {"file", "accepted", "finess", "period_start", "period_end", "visits", "visits_rejected", "errors",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "plugins"))   # the scope rules are plain Python: unit-tested here too

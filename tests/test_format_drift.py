@@ -7,7 +7,7 @@ from lxml import etree
 from rpu import rpu_format as F
 from rpu import xsd
 from rpu.problems import QUALITY, RULES
-from rpu_xml import GOOD_VISIT
+from support.rpu_xml import GOOD_VISIT
 
 XS = "{http://www.w3.org/2001/XMLSchema}"
 DOMAIN_SUFFIX = "_DOMAIN"

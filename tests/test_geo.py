@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from rpu import geo, intake, store
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 ETAB = "990000127"
 

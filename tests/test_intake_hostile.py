@@ -19,8 +19,8 @@ import pytest
 
 from rpu import exports, faults, files, intake, quality, sends, store
 from rpu import rpu_format as F
-from exported import everywhere, exported
-from rpu_xml import rpu_file, visit
+from support.exported import everywhere, exported
+from support.rpu_xml import rpu_file, visit
 
 ETAB = "990000127"     # CH de Valbourg
 OTHER = "990000135"    # CH de Saint-Aurèle

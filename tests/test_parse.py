@@ -10,7 +10,7 @@ from lxml import etree
 import rpu.parse as parse_module
 from rpu.checks import VISIT_COLUMNS, check_file
 from rpu.parse import FileRejected, RpuReader
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 
 def write(tmp_path: Path, data: bytes, name: str = "rpu.xml") -> Path:

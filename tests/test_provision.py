@@ -20,7 +20,7 @@ from psycopg import errors, sql
 from rpu import store
 from rpu.cli import main
 from rpu.config import finess_with_key, load_region
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 PROJECT = Path(__file__).resolve().parents[1]
 DAGS = PROJECT / "dags"

@@ -22,8 +22,8 @@ from rpu.checks import check_file
 from rpu.cli import main
 from rpu.config import get_region
 from rpu.problems import QUALITY, RULES
-from exported import everywhere, exported
-from rpu_xml import rpu_file, visit
+from support.exported import everywhere, exported
+from support.rpu_xml import rpu_file, visit
 
 ETAB = "990000127"
 XS = "{http://www.w3.org/2001/XMLSchema}"

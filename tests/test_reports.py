@@ -15,7 +15,7 @@ from rpu import rpu_format as F
 from rpu.cli import main
 from rpu.config import get_region
 from rpu.problems import RULES
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 A, B, C = "990000101", "990000119", "990000127"   # C is a shadow establishment without any data
 REGION_YAML = """\

@@ -10,7 +10,7 @@ import psycopg
 from rpu import intake, store, transition
 from rpu.cli import main
 from rpu.config import get_region
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 SHADOW = "990000200"
 TODAY = date(2026, 11, 20)

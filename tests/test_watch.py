@@ -17,7 +17,7 @@ import pytest
 
 from rpu import intake, mail, store, watch
 from rpu.config import parse_region
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 TZ = ZoneInfo("Europe/Paris")
 GOOD = "990000127"        # CH de Valbourg: active, has a technical contact

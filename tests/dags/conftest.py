@@ -11,7 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
+
+from support.regions import write_region
 
 PROJECT = Path(__file__).resolve().parents[2]
 # Before Airflow is imported anywhere in this process: its configuration is read once, at import.
@@ -40,24 +41,6 @@ def shipped_dagbag(airflow_db):
     finally:
         if old is not None:
             os.environ["RPU_REGIONS_DIR"] = old
-
-
-def write_region(directory: Path, base: str = "demo", **overrides) -> Path:
-    """A copy of a shipped region file with test-friendly settings (no waiting, immediate retries)."""
-    data = yaml.safe_load((PROJECT / "config" / "regions" / f"{base}.yaml").read_text(encoding="utf-8"))
-    data.setdefault("intake", {})["stable_seconds"] = 0
-    data["retries"] = 1
-    data["retry_delay_minutes"] = 0
-    data["sftp_connect_attempts"] = 1   # outages fail at once (the hook otherwise waits 3-5 s per attempt)
-    # Airflow 3.3's dag.test() cannot run a DAG with a deadline alert: it hands the run the alert's definition
-    # where the scheduler hands its stored id, and fails when the run succeeds. The deadline is tested on its
-    # own (test_dag_policy.py: its definition and its callback).
-    data.setdefault("schedules", {})["send_invs_deadline"] = "none"
-    data.update(overrides)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{data['code']}.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def pg_conn_json(db_url: str) -> str:

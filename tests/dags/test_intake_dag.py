@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from rpu_xml import rpu_file, visit
+from support.regions import write_region
+from support.rpu_xml import rpu_file, visit
 
 GOOD = "990000127"         # CH de Valbourg
 OTHER = "990000135"        # CH de Saint-Aurèle
@@ -182,8 +183,6 @@ def test_a_hung_transfer_is_cut_by_the_task_timeout(intake_env, monkeypatch, cap
     """An SFTP server that accepts the connection, says hello and then never answers: the task is failed by its
     execution_timeout (timeouts.intake.task_minutes) instead of hanging and blocking every later run."""
     import socket
-
-    from conftest import write_region
 
     env = intake_env
     listener = socket.socket()

@@ -6,9 +6,9 @@ import json
 from datetime import date
 
 import pytest
-from conftest import write_region
 
-from rpu_xml import rpu_file, visit
+from support.regions import write_region
+from support.rpu_xml import rpu_file, visit
 
 GOOD = "990000127"    # CH de Valbourg
 OTHER = "990000135"   # CH de Saint-Aurèle

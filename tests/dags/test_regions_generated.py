@@ -3,15 +3,13 @@ each region's time zone, the reprise form's establishments; and a broken region 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml
 
-from rpu.cli import main
 from rpu.config import finess_with_key, load_region
+from support.regions import amend_region, dag_folder, region_add
 
-PROJECT = Path(__file__).resolve().parents[2]
 KINDS = ("intake", "send_invs", "export_ars", "send_atih", "watch", "reprise")
 SCHEDULED = {"intake": "intake_schedule", "send_invs": "send_invs_schedule", "export_ars": "export_ars_schedule",
              "send_atih": "send_atih_schedule", "watch": "watch_schedule"}
@@ -30,24 +28,11 @@ def _finess(code: str, i: int) -> str:
 def generated(airflow_db, tmp_path_factory):
     """A DAG folder (rpu_dags + one stub per region) and region files written by `rpu region add`."""
     base = tmp_path_factory.mktemp("generated")
-    dags, regions = base / "dags", base / "regions"
-    dags.mkdir()
-    shutil.copytree(PROJECT / "dags" / "rpu_dags", dags / "rpu_dags", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(PROJECT / "dags" / ".airflowignore", dags)
-    mp = pytest.MonkeyPatch()
-    for var in ("RPU_ADMIN_DB", "RPU_SFTP_ADMIN"):      # no database, no SFTP: files only
-        mp.delenv(var, raising=False)
+    dags, regions = dag_folder(base / "dags", shipped_regions=False), base / "regions"
     for code, (name, tz, n, extra) in REGIONS.items():
-        csv = base / f"{code}.csv"
-        csv.write_text("finess;name\n" + "".join(f"{_finess(code, i)};Urgences {code} {i}\n" for i in range(n)),
-                       encoding="utf-8")
-        assert main(["region", "add", "--code", code, "--name", name, "--timezone", tz, "--establishments", str(csv),
-                     "--ars-email", f"veille@ars-{code}.example.org",
-                     "--regions-dir", str(regions), "--dags-dir", str(dags), *extra]) == 0
-    mp.undo()
-    # a team of its own for one region (owner of its DAGs)
-    path = regions / "guy.yaml"
-    path.write_text(path.read_text(encoding="utf-8") + "team: equipe-guyane\n", encoding="utf-8")
+        region_add(regions, dags, code, name, tz, [(_finess(code, i), f"Urgences {code} {i}") for i in range(n)],
+                   *extra)
+    amend_region(regions / "guy.yaml", team="equipe-guyane")     # a team of its own (owner of its DAGs)
     return dags, regions
 
 
@@ -80,7 +65,6 @@ def test_tags_owners_and_schedules_in_the_region_time_zone(bag, generated, code)
         assert region.name in (dag.description or "") or region.name in (dag.doc_md or "")
         assert {t.owner for t in dag.tasks} == {region.team}
         assert dag.fileloc == str(generated[0] / f"region_{code}.py")
-        assert dag.start_date.tzinfo is not None      # (Airflow keeps it in UTC; the time zone is the timetable's)
         if kind == "reprise":
             assert type(dag.timetable).__name__ == "NullTimetable"     # triggered from its form only
             continue
@@ -130,10 +114,12 @@ def test_a_broken_region_file_isolates_that_region(generated, tmp_path, monkeypa
     shutil.copytree(generated[0], dags, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(generated[1], regions)
     data = yaml.safe_load((regions / "guy.yaml").read_text(encoding="utf-8"))
-    data["establishments"][0]["finess"] = data["establishments"][0]["finess"][:8] + "X"
+    bad = data["establishments"][0]["finess"][:8] + "X"
+    data["establishments"][0]["finess"] = bad
     (regions / "guy.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     monkeypatch.setenv("RPU_REGIONS_DIR", str(regions))
     bag = DagBag(dag_folder=str(dags))
     assert list(bag.import_errors) == [str(dags / "region_guy.py")]
-    assert "guy.yaml" in bag.import_errors[str(dags / "region_guy.py")]
+    message = bag.import_errors[str(dags / "region_guy.py")]
+    assert "guy.yaml" in message and "establishments[0].finess" in message and bad in message
     assert set(bag.dag_ids) == {f"{code}_{kind}" for code in ("idf", "mtq") for kind in KINDS}

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rpu_xml import rpu_file, visit
-
-from conftest import write_region
+from support.regions import write_region
+from support.rpu_xml import rpu_file, visit
 
 GOOD = "990000127"         # CH de Valbourg (active)
 OTHER = "990000135"        # CH de Saint-Aurèle: its visits must not leak into GOOD's reprise

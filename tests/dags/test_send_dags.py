@@ -21,8 +21,8 @@ from rpu import exports, intake, sends, sftp
 from rpu.config import load_region
 from rpu.connections import db_url
 from rpu_dev.localservices import SftpServer
-from conftest import write_region
-from rpu_xml import rpu_file, visit
+from support.regions import write_region
+from support.rpu_xml import rpu_file, visit
 
 ACTIVE = "990000127"
 ACTIVE_2 = "990000135"

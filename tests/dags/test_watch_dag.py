@@ -8,7 +8,7 @@ from datetime import date, time, timedelta
 import pendulum
 import pytest
 
-from conftest import write_region
+from support.regions import write_region
 from test_watch import PATIENT_TRACES, Seeder, usual
 
 GOOD = "990000127"        # CH de Valbourg: active, has a technical contact

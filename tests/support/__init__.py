@@ -1,0 +1,8 @@
+"""Helpers shared by the tests (tests/ is on sys.path: pyproject's pytest `pythonpath`), imported as
+`from support.<module> import ...` — never from a conftest.py, whose module name pytest does not make unique.
+
+- `rpu_xml`: small RPU 2006 files built item by item;
+- `exported`: what each export query and count would send for one establishment and period;
+- `regions`: region files for the tests (a shipped file with test-friendly settings; regions provisioned by
+  `rpu region add`) and the DAG folder that goes with them.
+"""
