@@ -1,56 +1,107 @@
-"""Policy over every generated DAG (one DagBag over the shipped region files), Astronomer-style."""
+"""Policy over every DAG of a DagBag, Astronomer-style: the shipped regions plus the 18 regions of France
+provisioned by `rpu region add` (support.regions.dag_set), parsed once; each DAG the bag holds is a test case,
+so a new kind of DAG is checked without being listed here."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from rpu.config import load_regions
+from support.regions import FRANCE, PROJECT, SHIPPED_REGIONS, dag_set
 
-PROJECT = Path(__file__).resolve().parents[2]
-REGIONS = load_regions(PROJECT / "config" / "regions")
-
-
-@pytest.fixture(scope="module")
-def dagbag(shipped_dagbag):
-    return shipped_dagbag
-
-
-def test_no_import_errors(dagbag):
-    assert dagbag.import_errors == {}
+# Built at collection: the test cases are the DagBag's DAGs.
+_BASE = Path(tempfile.mkdtemp(prefix="rpu-test-dagset-"))
+atexit.register(shutil.rmtree, _BASE, True)
+SET = dag_set(_BASE)
+DAG_IDS = sorted(SET.bag.dag_ids)
+# Which `timeouts.<group>` of the region file each kind of DAG takes: a new kind must say it (KeyError otherwise).
+TIMEOUT_GROUP = {"intake": "intake", "send_invs": "send", "export_ars": "send", "send_atih": "send",
+                 "watch": "watch", "reprise": "reprise"}
 
 
-def test_every_region_has_its_dag_set(dagbag):
-    assert {f"{r.code}_{kind}" for r in REGIONS for kind in SCHEDULES} <= set(dagbag.dag_ids)
+def _kind(dag) -> str:
+    return dag.dag_id.removeprefix(f"{SET.region_of(dag).code}_")
 
 
-SCHEDULES = {"intake": "intake_schedule", "send_invs": "send_invs_schedule", "export_ars": "export_ars_schedule",
-             "send_atih": "send_atih_schedule",
-             "watch": "watch_schedule"}
+def _schedule(region, kind: str) -> str:
+    """The cron a scheduled kind of DAG takes from its region file."""
+    return getattr(region, f"{kind}_schedule")
 
 
-def _all_dags():
-    return [(r, kind) for r in REGIONS for kind in SCHEDULES]
+def test_no_import_errors():
+    assert SET.bag.import_errors == {}
 
 
-@pytest.mark.parametrize("region,kind", _all_dags(), ids=lambda x: getattr(x, "code", x))
-def test_dag_policy(dagbag, region, kind):
-    dag = dagbag.get_dag(f"{region.code}_{kind}")
-    assert dag is not None
-    assert dag.dag_id.startswith(f"{region.code}_")
-    assert region.code in dag.tags and kind in dag.tags
+def test_every_region_has_the_same_full_dag_set():
+    """Every region of the set (shipped and generated) has one DAG per factory, the same kinds in every region."""
+    import rpu_dags
+
+    shipped = {p.stem for p in SHIPPED_REGIONS.glob("*.yaml")}
+    assert set(SET.by_code) == shipped | {code for code, _, _ in FRANCE} and len(SET.by_code) == len(shipped) + 18
+    kinds: dict[str, set[str]] = {code: set() for code in SET.by_code}
+    for dag in SET.bag.dags.values():
+        kinds[SET.region_of(dag).code].add(_kind(dag))
+    assert len({frozenset(k) for k in kinds.values()}) == 1, kinds
+    assert len(kinds["demo"]) == len(rpu_dags.factories()) and "reprise" in kinds["demo"]
+    assert len(DAG_IDS) == len(SET.by_code) * len(rpu_dags.factories())
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_dag_policy(dag_id):
+    from rpu_dags.common import START
+    from rpu_dags.notify import RegionFailureNotifier
+
+    dag = SET.bag.dags[dag_id]
+    region = SET.region_of(dag)                         # from the DAG file that built it
+    kind = _kind(dag)
+    assert dag_id == f"{region.code}_{kind}" and kind in TIMEOUT_GROUP, "a DAG's id is <region code>_<kind>"
+    assert {region.code, "rpu", kind} <= set(dag.tags)
     assert dag.doc_md and region.name in dag.doc_md
-    assert dag.timetable.expression == getattr(region, SCHEDULES[kind])
-    assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == region.timezone
-    assert dag.max_active_runs == 1
+    assert "mailed (in French) to the region's operations" in dag.doc_md
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.start_date == START and dag.start_date < datetime.now(timezone.utc)   # the same, past start
+    if dag.params:                                      # triggered from its form only
+        assert type(dag.timetable).__name__ == "NullTimetable" and not dag.timetable.can_be_scheduled
+    else:
+        assert dag.timetable.expression == _schedule(region, kind)
+        assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == region.timezone
+    assert isinstance(dag.on_failure_callback, RegionFailureNotifier) and dag.on_failure_callback.region == region
+    limits = region.timeouts[TIMEOUT_GROUP[kind]]
+    assert dag.dagrun_timeout == timedelta(minutes=limits["dagrun_minutes"])
+    assert dag.tasks
     for task in dag.tasks:
         assert task.owner == region.team, task.task_id
-        assert task.retries >= 1, f"{task.task_id} has no retries"
-        assert task.doc_md or (task.python_callable.__doc__ if hasattr(task, "python_callable") else None), \
+        assert task.retries == region.retries and task.retries > 0, task.task_id
+        assert task.retry_delay == timedelta(minutes=region.retry_delay_minutes), task.task_id
+        assert task.retry_exponential_backoff == 2.0, task.task_id
+        assert task.max_retry_delay == timedelta(minutes=region.retry_max_delay_minutes), task.task_id
+        assert task.execution_timeout == timedelta(minutes=limits["task_minutes"]), task.task_id
+        assert task.doc_md or getattr(getattr(task, "python_callable", None), "__doc__", None), \
             f"{task.task_id} has no docstring"
+
+
+def test_the_generated_regions_settings_reach_their_dags():
+    """The settings some generated regions have of their own (support.regions.OWN_SETTINGS) are in their DAGs:
+    a factory reading a default instead of its region's value fails here even where the policy's two sides agree."""
+    get = SET.bag.dags.__getitem__      # (get_dag asks the metadata database)
+    assert get("ara_intake").dagrun_timeout == timedelta(minutes=101)
+    assert get("ara_send_atih").get_task("send").execution_timeout == timedelta(minutes=12)
+    assert get("ara_reprise").dagrun_timeout == timedelta(minutes=104)
+    assert {t.owner for t in get("guy_watch").tasks} == {"equipe-guyane"}
+    assert {t.retries for t in get("lre_intake").tasks} == {4}
+    assert get("cor_intake").timetable.expression == "*/5 * * * *"
+    assert get("cor_export_ars").timetable.expression == "0 7 * * 2"
+    assert get("myt_watch").timetable.expression == "30 7 * * *"
+    assert get("myt_send_atih").timetable.expression == "0 6 * * 1"      # atih.frequency: weekly
+    assert get("demo_send_atih").timetable.expression == "0 6 2 * *"     # monthly, the default
 
 
 def test_parsing_is_cheap_no_heavy_import_no_database():
@@ -77,73 +128,27 @@ def test_every_region_file_has_its_dag_file_and_back():
     import rpu_dags
 
     stubs = {p.stem.removeprefix("region_") for p in (PROJECT / "dags").glob("region_*.py")}
-    assert stubs == {r.code for r in REGIONS}
+    assert stubs == {r.code for r in load_regions(SHIPPED_REGIONS)}
     for code in stubs:
         assert (PROJECT / "dags" / f"region_{code}.py").read_text() == rpu_dags.stub_text(code)
 
 
-def test_a_broken_region_file_is_an_import_error_of_that_region_only(airflow_db, tmp_path, monkeypatch):
-    import shutil
-
-    import yaml
-    from airflow.dag_processing.dagbag import DagBag
-
-    import rpu_dags
-
-    dags = tmp_path / "dags"
-    shutil.copytree(PROJECT / "dags", dags)
-    regions = tmp_path / "regions"
-    regions.mkdir()
-    shutil.copy(PROJECT / "config" / "regions" / "demo.yaml", regions)
-    broken = yaml.safe_load((PROJECT / "config" / "regions" / "demo.yaml").read_text(encoding="utf-8"))
-    broken.update(code="brk", timezone="Europe/Nowhere")
-    (regions / "brk.yaml").write_text(yaml.safe_dump(broken, allow_unicode=True), encoding="utf-8")
-    (dags / "region_brk.py").write_text(rpu_dags.stub_text("brk"))
-    monkeypatch.setenv("RPU_REGIONS_DIR", str(regions))
-    bag = DagBag(dag_folder=str(dags))
-    assert list(bag.import_errors) == [str(dags / "region_brk.py")]
-    message = bag.import_errors[str(dags / "region_brk.py")]
-    assert "brk.yaml" in message and "Europe/Nowhere" in message
-    assert {f"demo_{k}" for k in SCHEDULES} <= set(bag.dag_ids)
-    assert not any(d.startswith("brk_") for d in bag.dag_ids)
-
-
-KINDS = {"intake": "intake", "send_invs": "send", "export_ars": "send", "send_atih": "send", "watch": "watch",
-         "reprise": "reprise"}
-
-
-@pytest.mark.parametrize("region,kind", [(r, k) for r in REGIONS for k in KINDS], ids=lambda x: getattr(x, "code", x))
-def test_failures_are_told_and_nothing_hangs(dagbag, region, kind):
-    """Every DAG of a region mails its operations when a run fails; every task has a timeout and retries with
-    exponential backoff; every run has a timeout — values from the region file (timeouts.<kind>)."""
-    from datetime import timedelta
-
-    from rpu_dags.notify import RegionFailureNotifier
-
-    dag = dagbag.get_dag(f"{region.code}_{kind}")
-    limits = region.timeouts[KINDS[kind]]
-    assert isinstance(dag.on_failure_callback, RegionFailureNotifier) and dag.on_failure_callback.region == region
-    assert dag.dagrun_timeout == timedelta(minutes=limits["dagrun_minutes"])
-    for task in dag.tasks:
-        assert task.execution_timeout == timedelta(minutes=limits["task_minutes"]), task.task_id
-        assert task.retry_exponential_backoff == 2.0 and task.max_retry_delay == timedelta(
-            minutes=region.retry_max_delay_minutes), task.task_id
-    assert "mailed (in French) to the region's operations" in dag.doc_md
-
-
-@pytest.mark.parametrize("region", REGIONS, ids=lambda r: r.code)
-def test_the_daily_invs_send_has_a_deadline(dagbag, region):
+@pytest.mark.parametrize("code", sorted(SET.by_code))
+def test_the_daily_invs_send_has_a_deadline(code):
     """"The daily InVS send has not succeeded by 08:00": a deadline alert, counted from when the run was queued
-    (05:30 → 2 h 30), whose callback mails operations (rpu.ops.deadline_missed, tested in test_send_dags.py)."""
-    from datetime import timedelta
-
+    (05:30 → 2 h 30), whose callback mails operations (rpu.ops.deadline_missed, tested in test_send_dags.py).
+    A region may have none (`schedules.send_invs_deadline: none`); no other DAG has one."""
     from airflow.sdk import DeadlineReference
 
-    [alert] = dagbag.get_dag(f"{region.code}_send_invs").deadline
-    assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
-    assert region.send_invs_schedule == "30 5 * * *" and region.send_invs_deadline == "08:00"
-    assert alert.interval == timedelta(hours=2, minutes=30)
-    assert alert.callback.path == "rpu.ops.deadline_missed"
-    assert alert.callback.kwargs == {"region": region.code, "deadline": "08:00"}
-    for kind in ("intake", "export_ars", "send_atih", "watch", "reprise"):
-        assert not dagbag.get_dag(f"{region.code}_{kind}").deadline
+    region = SET.by_code[code]
+    if code == "cor":
+        assert region.send_invs_deadline is None and not SET.bag.dags["cor_send_invs"].deadline
+    else:
+        [alert] = SET.bag.dags[f"{code}_send_invs"].deadline
+        assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
+        assert region.send_invs_schedule == "30 5 * * *" and region.send_invs_deadline == "08:00"
+        assert alert.interval == timedelta(hours=2, minutes=30)
+        assert alert.callback.path == "rpu.ops.deadline_missed"
+        assert alert.callback.kwargs == {"region": code, "deadline": "08:00"}
+    others = [d for d in SET.bag.dags.values() if SET.region_of(d).code == code and _kind(d) != "send_invs"]
+    assert others and not any(d.deadline for d in others)
