@@ -531,7 +531,7 @@ def test_schema_problem_names_the_visit(tmp_path):
 
 
 def test_problem_rejects_unknown_rule():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown rule NO_SUCH_RULE"):
         Problem("NO_SUCH_RULE", "x")
     assert str(Problem("NO_VISIT", "vide")) == "[NO_VISIT] vide"
 

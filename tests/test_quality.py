@@ -20,7 +20,6 @@ from rpu import intake, quality, store, xsd
 from rpu import rpu_format as F
 from rpu.checks import check_file
 from rpu.cli import main
-from rpu.config import get_region
 from rpu.problems import QUALITY, RULES
 from support.exported import everywhere, exported
 from support.rpu_xml import rpu_file, visit
@@ -288,17 +287,6 @@ def test_validate_cli_adds_a_quality_section(tmp_path, capsys, monkeypatch):
 
 
 # --- on PostgreSQL: the gate ------------------------------------------------------------------------------
-
-@pytest.fixture
-def db(fresh_db):
-    store.migrate(fresh_db)
-    return fresh_db
-
-
-@pytest.fixture
-def region(tmp_path):
-    return dataclasses.replace(get_region("demo"), archive_dir=tmp_path / "archive")
-
 
 def q(db, sql, *params):
     with psycopg.connect(db) as conn:

@@ -357,7 +357,7 @@ def test_quality_flag_shares(quality_db, region):
 def test_quality_period_bounds_are_inclusive(quality_db, region):
     with store.connection(quality_db) as conn:
         r = reports.quality(conn, region, date(2026, 10, 31), date(2026, 11, 2))
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"the period ends \(2026-11-01\) before it starts \(2026-11-02\)"):
             reports.quality(conn, region, date(2026, 11, 2), date(2026, 11, 1))
     alpha, beta, _, total = r["rows"]
     assert (alpha["visits"], beta["visits"], total["visits"]) == (7, 0, 7)
@@ -429,7 +429,7 @@ def test_cli_unknown_region_exits_2(region, capsys):
 
 
 def test_render_rejects_unknown_format():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown format 'xml'"):
         reports.render({"report": "quality"}, "xml")
 
 

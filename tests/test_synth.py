@@ -314,7 +314,7 @@ def test_variant_via_daily_file(tmp_path):
     for variant in synth.VARIANTS:
         path = synth.daily_file(tmp_path / variant, FINESS, SEND_DAY, seed=1, mean_per_day=40, variant=variant)
         assert len(patients(parse(path.read_bytes()))) > 50
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown variant 'nope'"):
         synth.daily_file(tmp_path, FINESS, SEND_DAY, seed=1, mean_per_day=40, variant="nope")
 
 

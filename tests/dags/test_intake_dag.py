@@ -139,7 +139,7 @@ def test_rerun_after_commit_completes_delivery_without_loading_twice(intake_env)
 
     with sftp.open_remote(region.sftp_intake_conn_id) as remote:
         [item] = intake.list_new_files(region, remote)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="connection lost"):
             intake.ingest_remote_file(region, item, MoveFails(remote.client), db_url(region.db_conn_id))
     assert env.sql("SELECT status FROM received_file") == [("accepted",)]
     assert (env.sftp_root / GOOD / "inbox" / "RPU_1.xml").exists()

@@ -2,6 +2,7 @@
 InVS, ATIH and ARS, a real SMTP sink; plus unit tests of rpu.reprise.validate and rpu.mail.render."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import uuid
@@ -397,8 +398,21 @@ def test_reprise_dag_policy(shipped_dagbag, region):
     assert params.get_param("recipients").value == ["invs"]
     assert schema["dry_run"]["type"] == "boolean" and params.get_param("dry_run").value is False
     # the default form (establishment and dates still to fill) is incomplete: triggering needs them
-    with pytest.raises(Exception):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=r"param establishment: No value passed"):
         params.validate()
+    filled = {"establishment": GOOD, "start_date": "2026-03-01", "end_date": "2026-03-31"}
+    for missing in (*filled, None):                    # each of the three is needed, and they are enough
+        form = copy.deepcopy(params)
+        for key, value in filled.items():
+            if key != missing:
+                form[key] = value
+        if missing is None:
+            assert form.validate() == {**filled, "recipients": ["invs"], "dry_run": False}
+            continue
+        with pytest.raises(ParamValidationError, match=rf"param {missing}: No value passed"):
+            form.validate()
 
 
 # --- unit: rpu.reprise.validate -----------------------------------------------------------------------------
