@@ -2,14 +2,12 @@
 the DP drop with hand-computed numbers, findings on a seeded real PostgreSQL, the alert history's state machine,
 the mails (templates, recipients, no patient data) and `rpu watch`.
 
-`Seeder` is also used by tests/dags/test_watch_dag.py: it loads small files through rpu.intake.ingest_path and
-sets their `received_at` to past times — that is how "a file received on day X" is simulated."""
+Files "received on day X" are loaded for real and dated back by support.seeding.Seeder."""
 from __future__ import annotations
 
 import dataclasses
 import json
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -18,8 +16,8 @@ import pytest
 from rpu import intake, mail, store, watch
 from rpu.config import parse_region
 from support.rpu_xml import rpu_file, visit
+from support.seeding import PATIENT, PATIENT_TRACES, TZ, Seeder, usual
 
-TZ = ZoneInfo("Europe/Paris")
 GOOD = "990000127"        # CH de Valbourg: active, has a technical contact
 OTHER = "990000135"       # CH de Saint-Aurèle: active, no contact
 SHADOW = "990000200"      # Clinique des Tilleuls: shadow, has a contact
@@ -28,11 +26,6 @@ SHADOW_CONTACT = "si@tilleuls.example.org"
 ARS = "veille@ars.example.org"
 D = date(2026, 6, 16)     # a Tuesday: the watched day (cut-off 06:00 that morning)
 CUT = datetime(2026, 6, 16, 6, 0, tzinfo=TZ)
-
-# Patient data of every seeded visit: none of it may appear in a mail or a log line.
-PATIENT = {"CP": "13790", "COMMUNE": "ROUSSET-LES-VIGNES", "NAISSANCE": "17/04/1961", "DP": "J189",
-           "MOTIF": "GASTRO04"}
-PATIENT_TRACES = ("13790", "ROUSSET", "17/04/1961", "1961-04-17", "J189", "GASTRO04")
 
 
 def region_data(**overrides) -> dict:
@@ -47,60 +40,6 @@ def region_data(**overrides) -> dict:
     }
     data.update(overrides)
     return data
-
-
-def usual(day: date) -> int:
-    """The usual visits of a day: 10, 11 or 12 — the same weekday cycles through the three from week to week."""
-    return 10 + day.toordinal() % 3
-
-
-class Seeder:
-    """Files of an establishment, loaded for real, then dated as if received at a given local time."""
-
-    def __init__(self, region, db_url: str, tmp_path: Path):
-        self.region, self.db_url, self.dir = region, db_url, tmp_path / "seed"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.n = 0
-
-    def send(self, etab: str, received: date, start: date, end: date, per_day=usual, *, at: time = time(3, 0),
-             dp_missing=lambda day: 0, ok: bool = True) -> dict:
-        """A file of `etab` covering start…end (per_day(day) visits a day, the first dp_missing(day) of them
-        without DP), received on `received` at `at` local time. ok=False: a file rejected for its EXTRACT."""
-        visits = []
-        d = start
-        while d <= end:
-            for i in range(per_day(d)):
-                entry = datetime.combine(d, time(0, 0)) + timedelta(minutes=7 + i * 13)
-                visits.append(visit(ENTREE=f"{entry:%d/%m/%Y %H:%M}",
-                                    SORTIE=f"{entry + timedelta(hours=2):%d/%m/%Y %H:%M}",
-                                    **{**PATIENT, "DP": "" if i < dp_missing(d) else PATIENT["DP"]}))
-            d += timedelta(days=1)
-        self.n += 1
-        path = self.dir / f"RPU_{etab}_{received:%Y%m%d}_{self.n}.xml"
-        path.write_bytes(rpu_file(visits, finess=etab, debut=f"{start:%d/%m/%Y}", fin=f"{end:%d/%m/%Y}",
-                                  extract=f"{received:%d/%m/%Y} 02:{self.n % 60:02d}:00" if ok else ""))
-        receipt = intake.ingest_path(self.region, self.db_url, path, sender=etab)
-        assert receipt["status"] == ("accepted" if ok else "rejected"), receipt
-        with psycopg.connect(self.db_url) as conn:
-            conn.execute("UPDATE received_file SET received_at = %s WHERE id = %s",
-                         (datetime.combine(received, at, tzinfo=TZ), receipt["file_id"]))
-        return receipt
-
-    def daily(self, etab: str, received: date, per_day=usual, **kw) -> dict:
-        """The usual daily file: entry days J-7 … J-1 of its reception day."""
-        return self.send(etab, received, received - timedelta(days=7), received - timedelta(days=1), per_day, **kw)
-
-    def history(self, etab: str, until: date, per_day=usual, weeks: int = 10, **kw) -> dict:
-        """One file of `weeks` weeks of past entry days ending the day before `until`, received on `until`."""
-        return self.send(etab, until, until - timedelta(weeks=weeks), until - timedelta(days=1), per_day, **kw)
-
-    def normal(self, etab: str, first: date, last: date, per_day=usual, **kw) -> None:
-        """History received the day before `first`, then a daily file every day from `first` to `last`."""
-        self.history(etab, first - timedelta(days=1), per_day, **kw)
-        d = first
-        while d <= last:
-            self.daily(etab, d, per_day, **kw)
-            d += timedelta(days=1)
 
 
 @pytest.fixture

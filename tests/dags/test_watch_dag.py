@@ -9,7 +9,7 @@ import pendulum
 import pytest
 
 from support.regions import write_region
-from test_watch import PATIENT_TRACES, Seeder, usual
+from support.seeding import PATIENT_TRACES, Seeder, usual
 
 GOOD = "990000127"        # CH de Valbourg: active, has a technical contact
 OTHER = "990000135"       # CH de Saint-Aurèle: active, no contact

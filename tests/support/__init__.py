@@ -3,6 +3,7 @@
 
 - `rpu_xml`: small RPU 2006 files built item by item;
 - `exported`: what each export query and count would send for one establishment and period;
+- `seeding`: files loaded for real and dated back as if received on a past day (the watch tests);
 - `regions`: region files for the tests (a shipped file with test-friendly settings; regions provisioned by
   `rpu region add`) and the DAG folder that goes with them.
 """
