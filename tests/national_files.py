@@ -1,7 +1,35 @@
 """Small anonymised ATIH files for the national tests (the layout `<code>_send_atih` writes)."""
 from __future__ import annotations
 
+import uuid
+
+import pytest
+
 from rpu_xml import rpu_file, visit
+
+
+@pytest.fixture
+def national_db(pg_server):
+    """A fresh database with the national schema (import this fixture into a test module)."""
+    from rpu.national import schema
+
+    name = f"national_{uuid.uuid4().hex[:10]}"
+    url = pg_server.create_database(name)
+    try:
+        assert schema.migrate(url) == ["001_national.sql"]
+        yield url
+    finally:
+        pg_server.drop_database(name)
+
+
+def receive(tmp_path, db, data: bytes, name: str, region: str = "demo") -> dict:
+    """`rpu syrius receive` of one file, through the domain function."""
+    from rpu.config import get_region
+    from rpu.national import reception, settings
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    return reception.receive_path(settings.National(), get_region(region), db, path)
 
 
 def atih_visit(day: str, **changes) -> dict:

@@ -3,35 +3,15 @@ real PostgreSQL of the test session."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
-from national_files import atih_file, atih_visit
+from national_files import atih_file, atih_visit, national_db, receive  # noqa: F401 (a fixture)
 from rpu import cli
 from rpu.national import reception, schema, settings
 from rpu_xml import rpu_file, visit
 
 A, B = "990000127", "990000135"
-
-
-@pytest.fixture
-def national_db(pg_server):
-    name = f"national_{uuid.uuid4().hex[:10]}"
-    url = pg_server.create_database(name)
-    try:
-        assert schema.migrate(url) == ["001_national.sql"]
-        yield url
-    finally:
-        pg_server.drop_database(name)
-
-
-def receive(tmp_path, db, data: bytes, name: str, region=None):
-    from rpu.config import get_region
-
-    path = tmp_path / name
-    path.write_bytes(data)
-    return reception.receive_path(settings.National(), region or get_region("demo"), db, path)
 
 
 def rows(db, sql, *params):

@@ -69,8 +69,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true", help="one receipt (JSON) per file and per line")
     r.set_defaults(func=cmd_receive)
 
+    rep = _subparsers(sub.choices["report"])
+    n = rep.add_parser("national", help="the national page: files and RPU received by ATIH per region and month",
+                       description="ATIH's presentation page from the national database: per region and month M of "
+                                   "YEAR, the cumulative files completing M (one per FINESS_ordre, its latest), their "
+                                   "establishments and RPU, and the 'Total général' row (docs/atih.md). With "
+                                   "--region: that region per establishment (FINESS_ordre) and month.")
+    n.add_argument("--db", required=True, metavar="URL", help="PostgreSQL URL of the national database")
+    n.add_argument("--year", required=True, type=_year, metavar="YYYY")
+    n.add_argument("--region", help="drill down into one region (per establishment and month)")
+    n.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    n.set_defaults(func=cmd_report_national)
+
     migrate = _subparsers(sub.choices["db"]).choices["migrate"]
     migrate.add_argument("--national", action="store_true",
                          help="apply the national (ATIH) schema instead of the regional one")
     regional = migrate.get_default("func")
     migrate.set_defaults(func=lambda args: (cmd_migrate_national if args.national else regional)(args))
+
+
+def cmd_report_national(args) -> int:
+    from rpu import store
+    from rpu.config import load_regions
+    from rpu.national import report
+
+    regions = load_regions()
+    with store.connection(args.db) as conn:
+        if args.region:
+            region = get_region(args.region)
+            data = report.establishments(conn, args.year, region)
+            if args.format == "json":
+                sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+            else:
+                sys.stdout.write(report.render_establishments(data, args.format))
+            return 0
+        data = report.grid(conn, args.year, regions)
+    sys.stdout.write(report.render(data, args.format))
+    return 0
