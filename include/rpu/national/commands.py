@@ -81,6 +81,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--format", choices=("table", "csv", "json"), default="table")
     n.set_defaults(func=cmd_report_national)
 
+    rc = rep.add_parser("reconciliation", help="a region's ATIH sends (its ledger) against what ATIH received",
+                        description="For every file the region's send ledger says it sent to ATIH for YEAR: "
+                                    "'reçu, conforme' (same sha256 and RPU count), 'écart', 'refusé', 'non reçu' "
+                                    "(nothing N hours after the send, reconciliation.missing_after_hours) or 'en "
+                                    "attente' (docs/atih.md).")
+    rc.add_argument("--region", required=True)
+    rc.add_argument("--db", required=True, metavar="URL", help="PostgreSQL URL of the region's database")
+    rc.add_argument("--national-db", required=True, metavar="URL", help="PostgreSQL URL of the national database")
+    rc.add_argument("--year", required=True, type=_year, metavar="YYYY")
+    rc.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    rc.set_defaults(func=cmd_report_reconciliation)
+
     migrate = _subparsers(sub.choices["db"]).choices["migrate"]
     migrate.add_argument("--national", action="store_true",
                          help="apply the national (ATIH) schema instead of the regional one")
@@ -105,4 +117,13 @@ def cmd_report_national(args) -> int:
             return 0
         data = report.grid(conn, args.year, regions)
     sys.stdout.write(report.render(data, args.format))
+    return 0
+
+
+def cmd_report_reconciliation(args) -> int:
+    from rpu.national import reconciliation, settings
+
+    region = get_region(args.region)
+    result = reconciliation.reconcile_urls(args.db, args.national_db, settings.load(), region, args.year)
+    sys.stdout.write(reconciliation.render(result, args.format))
     return 0
