@@ -49,9 +49,9 @@ def connection(db_url: str) -> Iterator:
         conn.close()
 
 
-def migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Path]]:
+def migrations(directory: Path | None = None) -> list[tuple[int, str, Path]]:
     out = []
-    for p in sorted(Path(directory).glob("*.sql")):
+    for p in sorted(Path(directory or MIGRATIONS_DIR).glob("*.sql")):
         m = MIGRATION_RE.match(p.name)
         if not m:
             raise MigrationError(f"{p}: migration files are named NNN_name.sql")
@@ -59,7 +59,7 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Path]]:
     return out
 
 
-def migrate(db_url: str, *, directory: Path = MIGRATIONS_DIR, table: str = "schema_migration") -> list[str]:
+def migrate(db_url: str, *, directory: Path | None = None, table: str = "schema_migration") -> list[str]:
     """Apply the migrations not yet applied, each in its own transaction; returns their names. `directory` and
     `table` (the record of what was applied) serve another schema kept the same way (rpu.national)."""
     applied_now = []
