@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     from rpu import reports
     from rpu import watch
     from rpu import roles
+    from rpu.national import commands as national_commands
 
     synth.register(sub)
     quality.register(sub)
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     reports.register(sub)
     watch.register(sub)
     roles.register(sub)
+    national_commands.register(sub)   # after `db` and `report`: it adds to them
     return p
 
 

@@ -49,9 +49,9 @@ def connection(db_url: str) -> Iterator:
         conn.close()
 
 
-def migrations() -> list[tuple[int, str, Path]]:
+def migrations(directory: Path | None = None) -> list[tuple[int, str, Path]]:
     out = []
-    for p in sorted(MIGRATIONS_DIR.glob("*.sql")):
+    for p in sorted(Path(directory or MIGRATIONS_DIR).glob("*.sql")):
         m = MIGRATION_RE.match(p.name)
         if not m:
             raise MigrationError(f"{p}: migration files are named NNN_name.sql")
@@ -59,20 +59,21 @@ def migrations() -> list[tuple[int, str, Path]]:
     return out
 
 
-def migrate(db_url: str) -> list[str]:
-    """Apply the migrations not yet applied, each in its own transaction; returns their names."""
+def migrate(db_url: str, *, directory: Path | None = None, table: str = "schema_migration") -> list[str]:
+    """Apply the migrations not yet applied, each in its own transaction; returns their names. `directory` and
+    `table` (the record of what was applied) serve another schema kept the same way (rpu.national)."""
     applied_now = []
     with connection(db_url) as conn:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_MIGRATE,))
         try:
-            conn.execute("""CREATE TABLE IF NOT EXISTS schema_migration (
+            conn.execute(f"""CREATE TABLE IF NOT EXISTS {table} (
                 version integer PRIMARY KEY, name text NOT NULL, checksum char(64) NOT NULL,
                 applied_at timestamptz NOT NULL DEFAULT now())""")
             conn.commit()
-            done = {v: c for v, c in conn.execute("SELECT version, checksum FROM schema_migration")}
+            done = {v: c for v, c in conn.execute(f"SELECT version, checksum FROM {table}")}
             conn.commit()
-            for version, name, path in migrations():
+            for version, name, path in migrations(directory):
                 text = path.read_text(encoding="utf-8")
                 checksum = hashlib.sha256(text.encode()).hexdigest()
                 if version in done:
@@ -82,7 +83,7 @@ def migrate(db_url: str) -> list[str]:
                     continue
                 with conn.transaction():
                     conn.execute(text)
-                    conn.execute("INSERT INTO schema_migration (version, name, checksum) VALUES (%s, %s, %s)",
+                    conn.execute(f"INSERT INTO {table} (version, name, checksum) VALUES (%s, %s, %s)",
                                  (version, name, checksum))
                 applied_now.append(path.name)
         finally:
