@@ -37,9 +37,9 @@ def _regions():
     description="ATIH (Syrius): reception of the regions' cumulative files, national page, reconciliation",
     schedule=CronTriggerTimetable(NATIONAL.schedule, timezone=NATIONAL.timezone),
     **dag_args(ME, "intake"),
-    tags=["atih", "rpu", "syrius", "national"],
+    tags=["atih", "rpu", "syrius", "national", "reception"],
     doc_md=f"""
-### Syrius reception — ATIH (national)
+### Syrius reception — {ME.name} (national)
 Lists the drop directory of every region (`{NATIONAL.drop_dir}` on `{NATIONAL.sftp_conn_id}`, the directory each
 `<code>_send_atih` uploads to); a file whose size and mtime stay still is downloaded (checked on the opened
 handle: never through a symlink; at most {NATIONAL.max_file_bytes // (1024 * 1024)} MB) and read by the intake's

@@ -78,3 +78,17 @@ def smtp_sink() -> Iterator[SmtpSink]:
     """A running SMTP sink; tests should clear() it or filter by recipient."""
     with SmtpSink() as sink:
         yield sink
+
+
+@pytest.fixture
+def national_db(pg_server):
+    """A fresh database with the national schema."""
+    from rpu.national import schema  # only the national tests need it
+
+    name = f"national_{uuid.uuid4().hex[:10]}"
+    url = pg_server.create_database(name)
+    try:
+        assert schema.migrate(url) == ["001_national.sql"]
+        yield url
+    finally:
+        pg_server.drop_database(name)

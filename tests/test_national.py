@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from national_files import atih_file, atih_visit, national_db, receive  # noqa: F401 (a fixture)
+from support.national_files import atih_file, atih_visit, receive
 from rpu import cli
 from rpu.national import reception, schema, settings
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 A, B = "990000127", "990000135"
 

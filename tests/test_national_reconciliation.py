@@ -10,11 +10,11 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from national_files import atih_file, national_db, receive  # noqa: F401 (a fixture)
+from support.national_files import atih_file, receive
 from rpu import cli
 from rpu.config import get_region
 from rpu.national import reconciliation, settings
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 A, B, C = "990000127", "990000135", "990000143"
 

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from national_files import atih_file, national_db, receive  # noqa: F401 (a fixture)
+from support.national_files import atih_file, receive
 from rpu import cli
 
 A, A2, B = "990000127", "990000119", "990000135"   # A2: another site of the demo region

@@ -2,7 +2,6 @@
 dags/ folder, and per-test region files, connections and SFTP account pointing at real local services."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support.regions import write_region
+from support.regions import pg_conn_json, write_region
 
 PROJECT = Path(__file__).resolve().parents[2]
 # Before Airflow is imported anywhere in this process: its configuration is read once, at import.
@@ -41,14 +40,6 @@ def shipped_dagbag(airflow_db):
     finally:
         if old is not None:
             os.environ["RPU_REGIONS_DIR"] = old
-
-
-def pg_conn_json(db_url: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict
-
-    ci = conninfo_to_dict(db_url)
-    return json.dumps({"conn_type": "postgres", "host": ci["host"], "port": int(ci["port"]),
-                       "login": ci["user"], "schema": ci["dbname"]})
 
 
 class IntakeEnv:

@@ -24,16 +24,21 @@ SET = dag_set(_BASE)
 DAG_IDS = sorted(SET.bag.dag_ids)
 # Which `timeouts.<group>` of the region file each kind of DAG takes: a new kind must say it (KeyError otherwise).
 TIMEOUT_GROUP = {"intake": "intake", "send_invs": "send", "export_ars": "send", "send_atih": "send",
-                 "watch": "watch", "reprise": "reprise"}
+                 "watch": "watch", "reprise": "reprise", "reception": "intake"}
+
+
+def _prefix(dag) -> str:
+    """A region's DAG ids start with its code; the national DAG's with `syrius` (the ATIH platform's name)."""
+    return f"{SET.region_of(dag).code}_" if SET.is_regional(dag) else "syrius_"
 
 
 def _kind(dag) -> str:
-    return dag.dag_id.removeprefix(f"{SET.region_of(dag).code}_")
+    return dag.dag_id.removeprefix(_prefix(dag))
 
 
 def _schedule(region, kind: str) -> str:
     """The cron a scheduled kind of DAG takes from its region file."""
-    return getattr(region, f"{kind}_schedule")
+    return getattr(region, f"{'intake' if kind == 'reception' else kind}_schedule")   # the national reception
 
 
 def test_no_import_errors():
@@ -47,11 +52,13 @@ def test_every_region_has_the_same_full_dag_set():
     shipped = {p.stem for p in SHIPPED_REGIONS.glob("*.yaml")}
     assert set(SET.by_code) == shipped | {code for code, _, _ in FRANCE} and len(SET.by_code) == len(shipped) + 18
     kinds: dict[str, set[str]] = {code: set() for code in SET.by_code}
-    for dag in SET.bag.dags.values():
+    national = [dag.dag_id for dag in SET.bag.dags.values() if not SET.is_regional(dag)]
+    assert national == ["syrius_reception"]
+    for dag in filter(SET.is_regional, SET.bag.dags.values()):
         kinds[SET.region_of(dag).code].add(_kind(dag))
     assert len({frozenset(k) for k in kinds.values()}) == 1, kinds
     assert len(kinds["demo"]) == len(rpu_dags.factories()) and "reprise" in kinds["demo"]
-    assert len(DAG_IDS) == len(SET.by_code) * len(rpu_dags.factories())
+    assert len(DAG_IDS) == len(SET.by_code) * len(rpu_dags.factories()) + len(national)
 
 
 @pytest.mark.parametrize("dag_id", DAG_IDS)
@@ -62,7 +69,7 @@ def test_dag_policy(dag_id):
     dag = SET.bag.dags[dag_id]
     region = SET.region_of(dag)                         # from the DAG file that built it
     kind = _kind(dag)
-    assert dag_id == f"{region.code}_{kind}" and kind in TIMEOUT_GROUP, "a DAG's id is <region code>_<kind>"
+    assert dag_id == _prefix(dag) + kind and kind in TIMEOUT_GROUP, "a DAG's id is <region code>_<kind>"
     assert {region.code, "rpu", kind} <= set(dag.tags)
     assert dag.doc_md and region.name in dag.doc_md
     assert "mailed (in French) to the region's operations" in dag.doc_md

@@ -11,11 +11,11 @@ import psycopg
 import pytest
 import yaml
 
-from conftest import pg_conn_json
-from national_files import atih_visit
+from support.regions import pg_conn_json
+from support.national_files import atih_visit
 from rpu import intake
 from rpu.national import schema
-from rpu_xml import rpu_file, visit
+from support.rpu_xml import rpu_file, visit
 
 A, B = "990000127", "990000135"
 SEND_DAY = pendulum.datetime(2026, 12, 2, 6, 0, tz="Europe/Paris")      # ATIH file 1 Jan – 30 Nov 2026

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from psycopg.conninfo import conninfo_to_dict
 
 from rpu.cli import main
 from rpu.config import Region, finess_with_key, load_regions
+from rpu.national import settings
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPPED_REGIONS = PROJECT / "config" / "regions"
@@ -115,8 +118,15 @@ class DagSet:
     bag: object     # airflow.dag_processing.dagbag.DagBag
 
     def region_of(self, dag) -> Region:
-        """The region whose DAG file (`region_<code>.py`) built `dag`."""
-        return self.by_code[Path(dag.fileloc).stem.removeprefix("region_")]
+        """The region whose DAG file (`region_<code>.py`) built `dag`; for the national DAG (any other file), the
+        ATIH side as the shared DAG helpers know it (rpu.national.settings.National.as_region)."""
+        stem = Path(dag.fileloc).stem
+        if not stem.startswith("region_"):
+            return settings.load().as_region()
+        return self.by_code[stem.removeprefix("region_")]
+
+    def is_regional(self, dag) -> bool:
+        return Path(dag.fileloc).stem.startswith("region_")
 
 
 def dag_set(base: Path) -> DagSet:
@@ -137,3 +147,10 @@ def dag_set(base: Path) -> DagSet:
         mp.setenv("RPU_REGIONS_DIR", str(regions))
         bag = DagBag(dag_folder=str(dags))
     return DagSet(dags, regions, {r.code: r for r in load_regions(regions)}, bag)
+
+
+def pg_conn_json(db_url: str) -> str:
+    """An Airflow postgres connection, as JSON, for a test database URL."""
+    ci = conninfo_to_dict(db_url)
+    return json.dumps({"conn_type": "postgres", "host": ci["host"], "port": int(ci["port"]),
+                       "login": ci["user"], "schema": ci["dbname"]})

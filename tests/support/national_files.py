@@ -3,23 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
-from rpu_xml import rpu_file, visit
-
-
-@pytest.fixture
-def national_db(pg_server):
-    """A fresh database with the national schema (import this fixture into a test module)."""
-    from rpu.national import schema
-
-    name = f"national_{uuid.uuid4().hex[:10]}"
-    url = pg_server.create_database(name)
-    try:
-        assert schema.migrate(url) == ["001_national.sql"]
-        yield url
-    finally:
-        pg_server.drop_database(name)
+from support.rpu_xml import rpu_file, visit
 
 
 def receive(tmp_path, db, data: bytes, name: str, region: str = "demo") -> dict:
