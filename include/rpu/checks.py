@@ -249,7 +249,7 @@ def check_file(path: Path | str, region: Region | None = None, sender: str | Non
     `progress(n)` is called every PROGRESS_EVERY visits (progress bars of the CLI)."""
     path = Path(path)
     report = FileReport(file=name or path.name)
-    reader = reader_for(path, max_bytes=region.max_file_bytes if region else None)
+    reader = reader_for(path, max_bytes=region.intake.max_file_bytes if region else None)
     gc_was_enabled = gc.isenabled()
     gc.disable()   # millions of short-lived objects, no cycles: the collector would only cost time
     try:
@@ -301,7 +301,7 @@ def check_file(path: Path | str, region: Region | None = None, sender: str | Non
         if report.period_start is None or report.period_end is None:
             # half a declared period and no accepted visit to complete it: no day is replaced
             report.period_start = report.period_end = None
-        bound_period(report, region.period_margin_days if region else PERIOD_MARGIN_DAYS)
+        bound_period(report, region.intake.period_margin_days if region else PERIOD_MARGIN_DAYS)
     else:
         report.per_day.clear()   # "accepted visits per entry date": none in a rejected file
     return report

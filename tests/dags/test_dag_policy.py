@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rpu import dagset
 from rpu.config import load_regions
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ def test_dag_policy(dagbag, region, kind):
     assert dag.dag_id.startswith(f"{region.code}_")
     assert region.code in dag.tags and kind in dag.tags
     assert dag.doc_md and region.name in dag.doc_md
-    assert dag.timetable.expression == getattr(region, SCHEDULES[kind])
+    assert dag.timetable.expression == dagset.schedule(region, dagset.kind(kind))
     assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == region.timezone
     assert dag.max_active_runs == 1
     for task in dag.tasks:
@@ -74,12 +75,10 @@ def test_parsing_is_cheap_no_heavy_import_no_database():
 
 
 def test_every_region_file_has_its_dag_file_and_back():
-    import rpu_dags
-
     stubs = {p.stem.removeprefix("region_") for p in (PROJECT / "dags").glob("region_*.py")}
     assert stubs == {r.code for r in REGIONS}
     for code in stubs:
-        assert (PROJECT / "dags" / f"region_{code}.py").read_text() == rpu_dags.stub_text(code)
+        assert (PROJECT / "dags" / f"region_{code}.py").read_text() == dagset.stub_text(code)
 
 
 def test_a_broken_region_file_is_an_import_error_of_that_region_only(airflow_db, tmp_path, monkeypatch):
@@ -87,8 +86,6 @@ def test_a_broken_region_file_is_an_import_error_of_that_region_only(airflow_db,
 
     import yaml
     from airflow.dag_processing.dagbag import DagBag
-
-    import rpu_dags
 
     dags = tmp_path / "dags"
     shutil.copytree(PROJECT / "dags", dags)
@@ -98,7 +95,7 @@ def test_a_broken_region_file_is_an_import_error_of_that_region_only(airflow_db,
     broken = yaml.safe_load((PROJECT / "config" / "regions" / "demo.yaml").read_text(encoding="utf-8"))
     broken.update(code="brk", timezone="Europe/Nowhere")
     (regions / "brk.yaml").write_text(yaml.safe_dump(broken, allow_unicode=True), encoding="utf-8")
-    (dags / "region_brk.py").write_text(rpu_dags.stub_text("brk"))
+    (dags / "region_brk.py").write_text(dagset.stub_text("brk"))
     monkeypatch.setenv("RPU_REGIONS_DIR", str(regions))
     bag = DagBag(dag_folder=str(dags))
     assert list(bag.import_errors) == [str(dags / "region_brk.py")]
@@ -141,7 +138,7 @@ def test_the_daily_invs_send_has_a_deadline(dagbag, region):
 
     [alert] = dagbag.get_dag(f"{region.code}_send_invs").deadline
     assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
-    assert region.send_invs_schedule == "30 5 * * *" and region.send_invs_deadline == "08:00"
+    assert region.sends.schedule("invs") == "30 5 * * *" and region.sends.invs_deadline == "08:00"
     assert alert.interval == timedelta(hours=2, minutes=30)
     assert alert.callback.path == "rpu.ops.deadline_missed"
     assert alert.callback.kwargs == {"region": region.code, "deadline": "08:00"}

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from rpu.cli import main
+from rpu import dagset
 from rpu.config import finess_with_key, load_region
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -84,7 +85,7 @@ def test_tags_owners_and_schedules_in_the_region_time_zone(bag, generated, code)
         if kind == "reprise":
             assert type(dag.timetable).__name__ == "NullTimetable"     # triggered from its form only
             continue
-        assert dag.timetable.expression == getattr(region, SCHEDULED[kind])
+        assert dag.timetable.expression == dagset.schedule(region, dagset.kind(kind))
         assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == REGIONS[code][1]
 
 
