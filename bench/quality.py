@@ -10,7 +10,7 @@ own spawned child process (`bench/_common.run_measured`):
     XSD and FEDORU checks, COPY, cancel-and-replace, commit, receipt — the load of the batch without its gate.
 (b) `quality_s` — in a fresh interpreter, as the `ingest` task of the intake DAG runs it after the load:
     `import great_expectations` (`gx_import_s`, Great Expectations is imported inside the task) then
-    `rpu.quality.run_gate(conn, region, url, file_id)` on the batch (a) loaded (`gate_s`): the rpu_visit suite
+    `rpu.quality.gate.run_gate(conn, region, url, file_id)` on the batch (a) loaded (`gate_s`): the rpu_visit suite
     through GX's SQL engine on the view of the batch, the rpu_batch suite on its day counts, the results
     stored. quality_s = gx_import_s + gate_s.
 
@@ -127,7 +127,7 @@ def run(args, tmp: Path) -> tuple[list, dict]:
         if a["status"] != "accepted":
             raise SystemExit(f"the generated file was not accepted: {a}")
         db.checkpoint()
-        note("(b) quality gate (import of Great Expectations + rpu.quality.run_gate) …")
+        note("(b) quality gate (import of Great Expectations + rpu.quality.gate.run_gate) …")
         b = run_measured(measure_gate, region, db.url, a["file_id"], server_cpu=db.server_cpu_s)
         note(f"    quality_s = {b['quality_s']:.2f} ({b['status']})")
         where = db.where

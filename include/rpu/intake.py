@@ -59,7 +59,7 @@ def archive_copy(region: Region, path: Path, owner: str, name: str, sha256: str)
 def ingest_path(region: Region, db_url: str, path: Path, *, sender: str | None = None, name: str | None = None,
                 remote_path: str | None = None, progress=None, quality_gate: bool = True) -> dict:
     """Archive, check and load one local file, then run the quality gate on its batch (accepted files, in a
-    transaction of its own after the load's: rpu.quality.run_gate); returns the receipt data (`receipt_data`).
+    transaction of its own after the load's: rpu.quality.gate.run_gate); returns the receipt data (`receipt_data`).
     `quality_gate=False` leaves the gate out (benchmarks measure the load alone; the batch then waits for its
     gate and is not exported).
 

@@ -26,7 +26,7 @@ def gate_needed(conn, file_id: int) -> bool:
 
 @contextmanager
 def _establishment_lock(conn, etab: str):
-    """The establishment's load lock (the key store.load_file takes) for the time of the gate: no load of the
+    """The establishment's load lock (the key rpu.loader.load_file takes) for the time of the gate: no load of the
     same establishment changes the batch's visits between GX's queries."""
     conn.execute(store.query("quality_lock"), {"etab": etab})
     try:
