@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from rpu import rpu_format as F
+from rpu import visit_table
 from rpu.config import PERIOD_MARGIN_DAYS, Region
 from rpu.parse import FileRejected, Header, RawVisit, RpuReader, reader_for
 from rpu.problems import Problem
@@ -32,11 +33,7 @@ PROGRESS_EVERY = 10_000
 MAX_REPORTED_VISIT_ERRORS = 200   # receipts list this many rejected visits in detail; all are stored
 
 # Column order of a checked visit row (the staging table of include/sql, the COPY writer, the exporters).
-VISIT_COLUMNS = (
-    "idx", "line", "entry_date", "cp", "commune", "naissance", "sexe", "entree", "mode_entree", "provenance",
-    "transport", "transport_pec", "motif", "gravite", "dp", "da", "actes", "sortie", "mode_sortie",
-    "destination", "orient", "extra", "raw_invalid", "flags",
-)
+VISIT_COLUMNS = visit_table.VISIT_COLUMNS
 
 
 @dataclass

@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
+from rpu import visit_table
+
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
@@ -139,12 +141,8 @@ def _ts(t: datetime | None) -> str:
     return t.isoformat(sep=" ") if t else NULL
 
 
-# Stage columns: the checked visit (rpu.checks.VISIT_COLUMNS) then the rejection fields.
-STAGE_COLUMNS = (
-    "idx", "line", "entry_date", "cp", "commune", "naissance", "sexe", "entree", "mode_entree", "provenance",
-    "transport", "transport_pec", "motif", "gravite", "dp", "da", "actes", "sortie", "mode_sortie",
-    "destination", "orient", "extra", "raw_invalid", "flags", "reject_rule", "reject_message", "raw",
-)
+# Stage columns (rpu.visit_table, generated from rpu_format): the checked visit, then the rejection fields.
+STAGE_COLUMNS = visit_table.STAGE_COLUMNS
 _VISIT_TAIL = "\t\\N\t\\N\t\\N\n"
 
 
@@ -177,7 +175,7 @@ def render_rejected(raw, problem) -> str:
         payload["LISTE_ACTES"] = raw.actes
     if raw.extra:
         payload.update(raw.extra)
-    return "\t".join([str(raw.idx), str(raw.line or 0)] + [NULL] * 22 + [
+    return "\t".join([str(raw.idx), str(raw.line or 0)] + [NULL] * visit_table.EMPTY_IN_REJECTED + [
         _text(problem.rule), _text(problem.message), json.dumps(payload, ensure_ascii=False).translate(_ESC)]) + "\n"
 
 
