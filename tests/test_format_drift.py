@@ -105,3 +105,11 @@ def test_the_stored_visit_has_a_column_per_item():
     assert items == tuple(visit_table.column(i) for i in F.ITEMS)
     assert visit_table.STAGE_COLUMNS[:len(visit_table.VISIT_COLUMNS)] == visit_table.VISIT_COLUMNS
     assert visit_table.EMPTY_IN_REJECTED == 1 + len(F.ITEMS) + 3   # entry_date, the items, extra, raw_invalid, flags
+
+
+def test_committed_quality_report_query_is_the_generated_one():
+    """`rpu report quality` measures every item with the domains and formats of rpu_format (rpu.report_sql)."""
+    from rpu import report_sql
+
+    assert report_sql.PATH.read_text(encoding="utf-8") == report_sql.render(), \
+        "run `python -m rpu.report_sql --write` and commit include/sql/queries/report_quality.sql"
