@@ -53,8 +53,8 @@ import sys
 from pathlib import Path
 from rpu.config import get_region
 from rpu.intake import ingest_path
-from rpu import quality
-quality._gx()   # GX's import (seconds) before the clock: a fault lands in the load and the gate, not in imports
+from rpu.quality import gx
+gx.gx_module()   # GX's import (seconds) before the clock: a fault lands in the load and the gate, not in imports
 region = get_region("demo")
 path, sender, url = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 print("start", flush=True)

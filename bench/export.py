@@ -40,6 +40,12 @@ OTHERS_TOLERANCE = 0.25   # CPUs kept busy by other processes during a measure b
 SEED_VISITS = 50_000
 REPEATS = 3                           # the bare COPY and the export of N are each timed 3 times: medians
 RUN_DAY = date(2026, 1, 2)            # a monthly ATIH run on 2 January: the whole year 2025
+BENCH_SQL = Path(__file__).resolve().parent / "sql"   # the benchmark's own queries (not shipped)
+
+
+def bench_query(name: str) -> str:
+    """The text of bench/sql/<name>.sql."""
+    return (BENCH_SQL / f"{name}.sql").read_text(encoding="utf-8")
 
 
 def seed(region, db_url: str, tmp: Path, targets: dict[str, int]) -> dict:
@@ -53,8 +59,8 @@ def seed(region, db_url: str, tmp: Path, targets: dict[str, int]) -> dict:
     assert r["status"] == "accepted", r["errors"][:3]
     with store.connection(db_url) as conn, conn.transaction():
         for etab, n in targets.items():
-            conn.execute(store.query("bench_export_fill"), {"src": src, "etab": etab, "n": n})
-            conn.execute(store.query("bench_export_days"), {"etab": etab})
+            conn.execute(bench_query("export_fill"), {"src": src, "etab": etab, "n": n})
+            conn.execute(bench_query("export_days"), {"etab": etab})
         conn.execute("ANALYZE visit")
     return {"seed_s": time.perf_counter() - t0}
 
@@ -66,7 +72,7 @@ def measure_copy(db_url: str, etab: str, start: date, end: date) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         size = 0
         lines = 0
-        with conn.cursor().copy(f"COPY ({store.query('bench_export_bare').rstrip().rstrip(';')}) TO STDOUT",
+        with conn.cursor().copy(f"COPY ({bench_query('export_bare').rstrip().rstrip(';')}) TO STDOUT",
                                 {"etab": etab, "start": start, "end": end}) as copy:
             for data in copy:
                 size += len(data)

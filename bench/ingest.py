@@ -42,7 +42,6 @@ Progress goes to stderr; stdout holds the table and, as its last line, one JSON 
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -205,11 +204,11 @@ def run(args, tmp: Path) -> tuple[list, dict]:
     qpath, gen_q_s = generate(tmp, finess, nq, "quarter")
 
     limit_note = None
-    if size > region.max_file_bytes:
-        limit_note = (f"file of {size / 2**20:.0f} MiB > region max_file_mb {region.max_file_bytes / 2**20:.0f}: "
+    if size > region.intake.max_file_bytes:
+        limit_note = (f"file of {size / 2**20:.0f} MiB > region max_file_mb {region.intake.max_file_bytes / 2**20:.0f}: "
                       "limit raised for this run")
         note(limit_note)
-        region = dataclasses.replace(region, max_file_bytes=size)
+        region = region.adjusted(intake={"max_file_bytes": size})
 
     with bench_database(args.db, keep=args.keep) as db:
         version = db.server_version()

@@ -5,7 +5,7 @@
 In a temp dir: REGIONS region files of ESTABLISHMENTS establishments each (FINESS numbers with a valid Luhn key,
 `rpu.config.finess_with_key`; time zones of mainland France and the overseas regions; a few EJ numbers, shadow
 establishments, contacts), a DAG folder holding a copy of dags/rpu_dags, dags/.airflowignore and one
-`region_<code>.py` per region whose content is `rpu_dags.stub_text(code)` — exactly what `rpu region add` writes.
+`region_<code>.py` per region whose content is `rpu.dagset.stub_text(code)` — exactly what `rpu region add` writes.
 
 Each measure runs in a fresh interpreter (`python -c`, RPU_REGIONS_DIR pointing at the temp regions), which first
 imports Airflow's DagBag (the time of that import is reported apart, `import_airflow_s`: the DAG processor pays it
@@ -83,6 +83,7 @@ def make_fixture(base: Path, n_regions: int, n_etabs: int) -> tuple[Path, Path, 
     """Region files and a DAG folder as `rpu region add` leaves them."""
     import yaml
 
+    from rpu import dagset
     from rpu.config import finess_with_key, load_region
 
     regions, dags = base / "regions", base / "dags"
@@ -90,9 +91,6 @@ def make_fixture(base: Path, n_regions: int, n_etabs: int) -> tuple[Path, Path, 
     dags.mkdir()
     shutil.copytree(PROJECT / "dags" / "rpu_dags", dags / "rpu_dags", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(PROJECT / "dags" / ".airflowignore", dags)
-    sys.path.insert(0, str(PROJECT / "dags"))
-    import rpu_dags
-
     codes = []
     for r in range(1, n_regions + 1):
         code = f"r{r:02d}"
@@ -110,7 +108,7 @@ def make_fixture(base: Path, n_regions: int, n_etabs: int) -> tuple[Path, Path, 
         path = regions / f"{code}.yaml"
         path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
         load_region(path)       # a valid file, or the benchmark measures import errors
-        (dags / f"region_{code}.py").write_text(rpu_dags.stub_text(code), encoding="utf-8")
+        (dags / f"region_{code}.py").write_text(dagset.stub_text(code), encoding="utf-8")
         codes.append(code)
     return regions, dags, codes
 

@@ -10,7 +10,7 @@ own spawned child process (`bench/_common.run_measured`):
     XSD and FEDORU checks, COPY, cancel-and-replace, commit, receipt — the load of the batch without its gate.
 (b) `quality_s` — in a fresh interpreter, as the `ingest` task of the intake DAG runs it after the load:
     `import great_expectations` (`gx_import_s`, Great Expectations is imported inside the task) then
-    `rpu.quality.run_gate(conn, region, url, file_id)` on the batch (a) loaded (`gate_s`): the rpu_visit suite
+    `rpu.quality.gate.run_gate(conn, region, url, file_id)` on the batch (a) loaded (`gate_s`): the rpu_visit suite
     through GX's SQL engine on the view of the batch, the rpu_batch suite on its day counts, the results
     stored. quality_s = gx_import_s + gate_s.
 
@@ -29,7 +29,6 @@ Progress goes to stderr; stdout holds the table and, as its last line, one JSON 
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import resource
 import sys
@@ -72,20 +71,22 @@ def measure_ingest(region, db_url: str, path: Path, sender: str) -> dict:
 
 
 def measure_gate(region, db_url: str, file_id: int) -> dict:
-    from rpu import quality, store
+    from rpu import store
+    from rpu import expectations
+    from rpu.quality import gate, gx
 
     t0, c0 = time.perf_counter(), _cpu_with_children()
-    quality._gx()   # what the task pays for `import great_expectations`
+    gx.gx_module()   # what the task pays for `import great_expectations`
     t1 = time.perf_counter()
     with store.connection(db_url) as conn:
-        q = quality.run_gate(conn, region, db_url, file_id)
+        q = gate.run_gate(conn, region, db_url, file_id)
         runs = {s: (d, n) for s, d, n in conn.execute(
             "SELECT r.suite, r.duration_s, count(x.expectation) FROM quality_run r "
             "LEFT JOIN quality_result x ON x.run_id = r.id WHERE r.file_id = %s GROUP BY r.id", (file_id,))}
     t2 = time.perf_counter()
     return {"gx_import_s": t1 - t0, "gate_s": t2 - t1, "quality_s": t2 - t0, "cpu_s": _cpu_with_children() - c0,
             "status": q["status"], "suites": {s["suite"]: s["status"] for s in q["suites"]}, "error": q["error"],
-            "visit_suite_s": runs[quality.VISIT_SUITE][0], "batch_suite_s": runs[quality.BATCH_SUITE][0],
+            "visit_suite_s": runs[expectations.VISIT_SUITE][0], "batch_suite_s": runs[expectations.BATCH_SUITE][0],
             "expectations": sum(n for _, n in runs.values())}
 
 
@@ -113,10 +114,10 @@ def run(args, tmp: Path) -> tuple[list, dict]:
     size = path.stat().st_size
     note(f"  {path.name}: {size / 2**20:.1f} MiB in {gen_s:.1f} s")
     limit_note = None
-    if size > region.max_file_bytes:
-        limit_note = (f"file of {size / 2**20:.0f} MiB > region max_file_mb {region.max_file_bytes / 2**20:.0f}: "
+    if size > region.intake.max_file_bytes:
+        limit_note = (f"file of {size / 2**20:.0f} MiB > region max_file_mb {region.intake.max_file_bytes / 2**20:.0f}: "
                       "limit raised for this run")
-        region = dataclasses.replace(region, max_file_bytes=size)
+        region = region.adjusted(intake={"max_file_bytes": size})
 
     with bench_database(args.db, keep=args.keep) as db:
         version = db.server_version()
@@ -126,7 +127,7 @@ def run(args, tmp: Path) -> tuple[list, dict]:
         if a["status"] != "accepted":
             raise SystemExit(f"the generated file was not accepted: {a}")
         db.checkpoint()
-        note("(b) quality gate (import of Great Expectations + rpu.quality.run_gate) …")
+        note("(b) quality gate (import of Great Expectations + rpu.quality.gate.run_gate) …")
         b = run_measured(measure_gate, region, db.url, a["file_id"], server_cpu=db.server_cpu_s)
         note(f"    quality_s = {b['quality_s']:.2f} ({b['status']})")
         where = db.where

@@ -1,7 +1,6 @@
 """Acceptance and quality rules through check_file, on files built item by item."""
 from __future__ import annotations
 
-import dataclasses
 from datetime import date, datetime
 from pathlib import Path
 
@@ -137,7 +136,7 @@ def test_file_and_visit_rules(tmp_path, region, rule):
     if region_kind == "demo":
         reg = region
     elif region_kind == "tiny":
-        reg = dataclasses.replace(region, max_file_bytes=len(data) - 1)
+        reg = region.adjusted(intake={"max_file_bytes": len(data) - 1})
     report, sink = check(tmp_path, data, region=reg, sender=sender)
     assert [p.rule for p in report.errors] == [rule]
     problem = report.errors[0]

@@ -48,8 +48,8 @@ def test_demo_region_loads_with_its_defaults(monkeypatch, tmp_path):
     assert r.sftp_intake_conn_id == "rpu_demo_sftp_intake"
     assert r.smtp_conn_id == "smtp_default"
     assert r.team == "rpu-demo"
-    assert r.intake_schedule == "*/10 * * * *"
-    assert r.layout == Layout("{finess}/inbox", "{finess}/archive", "{finess}/rejected", "{finess}/ack")
+    assert r.intake.schedule == "*/10 * * * *"
+    assert r.intake.layout == Layout("{finess}/inbox", "{finess}/archive", "{finess}/rejected", "{finess}/ack")
     assert r.remote_dir("inbox", "990000127") == "990000127/inbox"
     assert r.archive_dir == tmp_path / "data" / "archive" / "demo"
     assert r.ars_emails == ("ars-veille@demo.invalid",)
@@ -87,19 +87,19 @@ def test_minimal_file_gets_every_default(monkeypatch, tmp_path):
     assert r.team == "rpu-abc"
     assert (r.db_conn_id, r.sftp_intake_conn_id, r.smtp_conn_id) == ("rpu_abc_db", "rpu_abc_sftp_intake",
                                                                       "smtp_default")
-    assert r.intake_schedule == "*/10 * * * *"
-    assert r.sftp_base_dir == ""
-    assert r.layout == Layout()
-    assert r.stable_seconds == 5.0
-    assert r.max_file_bytes == 512 * 1024 * 1024
-    assert r.temp_suffixes == TEMP_SUFFIXES
+    assert r.intake.schedule == "*/10 * * * *"
+    assert r.intake.base_dir == ""
+    assert r.intake.layout == Layout()
+    assert r.intake.stable_seconds == 5.0
+    assert r.intake.max_file_bytes == 512 * 1024 * 1024
+    assert r.intake.temp_suffixes == TEMP_SUFFIXES
     assert r.archive_dir == tmp_path / "var" / "archive" / "abc"
     assert r.retries == 3 and r.retry_delay_minutes == 5.0 and r.retry_max_delay_minutes == 60
     assert r.ars_emails == ("veille@ars-abc.example.org",) and not r.ars_none and r.ops_emails == ()
-    assert r.geo_table is None and r.geo_min_match == 0.95      # no table file: the one loaded by hand is used
+    assert r.atih.geo_table is None and r.atih.geo_min_match == 0.95      # no table file: the one loaded by hand is used
     assert r.timeouts["intake"] == {"task_minutes": 30, "dagrun_minutes": 120}
     assert r.timeouts["send"] == {"task_minutes": 60, "dagrun_minutes": 360}
-    assert r.send_invs_deadline == "08:00"
+    assert r.sends.invs_deadline == "08:00"
     assert r.source == tmp_path / "abc.yaml"
     (e,) = r.establishments
     assert (e.finess, e.name, e.status, e.finess_ej, e.contact) == ("990000127", "CH de Valbourg", "active", None,
@@ -119,8 +119,8 @@ retries: 0
 """
     r = load_region(write(tmp_path, text))
     assert (r.db_conn_id, r.sftp_intake_conn_id, r.smtp_conn_id) == ("pg_abc", "sftp_abc", "smtp_default")
-    assert r.intake_schedule == "*/5 * * * *"
-    assert r.max_file_bytes == 2 * 1024 * 1024
+    assert r.intake.schedule == "*/5 * * * *"
+    assert r.intake.max_file_bytes == 2 * 1024 * 1024
     assert r.remote_dir("inbox", "990000127") == "/rpu/depot/990000127"
     assert r.remote_dir("ack", "990000127") == "/rpu/990000127/ack"
     assert r.archive_dir == Path("/srv/archive")
@@ -151,11 +151,11 @@ def test_unknown_timezone(tmp_path):
 
 def test_blocking_expectations_must_exist(tmp_path):
     """A typo in quality.blocking would hold every batch of the region: the region file is refused instead."""
-    from rpu.quality import catalogue
+    from rpu import expectations
 
-    known = sorted(catalogue())[0]
+    known = sorted(expectations.catalogue())[0]
     ok = load_region(write(tmp_path, MINIMAL + f"quality:\n  blocking: [{known}]\n"))
-    assert ok.quality_blocking == (known,)
+    assert ok.quality.blocking == (known,)
     path = write(tmp_path, MINIMAL + f"quality:\n  blocking: [{known}, SEXE_DOMIAN]\n")
     msg = config_error(path)
     assert str(path) in msg and "quality.blocking[1]" in msg and "'SEXE_DOMIAN'" in msg and known in msg
@@ -336,8 +336,8 @@ def test_the_demo_sample_is_never_the_table_of_another_region(tmp_path):
     r = load_region(write(tmp_path, MINIMAL + "atih:\n  geo_table: data/pmsi_2026.csv\n  geo_min_match: 0.9\n"))
     from rpu.config import PROJECT_DIR
 
-    assert r.geo_table == PROJECT_DIR / "data" / "pmsi_2026.csv" and r.geo_min_match == 0.9
-    assert get_region("demo").geo_table == PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv"
+    assert r.atih.geo_table == PROJECT_DIR / "data" / "pmsi_2026.csv" and r.atih.geo_min_match == 0.9
+    assert get_region("demo").atih.geo_table == PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv"
 
 
 def test_timeouts_retries_and_the_invs_deadline_are_read(tmp_path):
@@ -350,7 +350,7 @@ schedules: {send_invs_deadline: "07:45"}
 """))
     assert r.timeouts["intake"] == {"task_minutes": 10, "dagrun_minutes": 120}
     assert r.timeouts["send"] == {"task_minutes": 60, "dagrun_minutes": 90}
-    assert r.retry_max_delay_minutes == 30 and r.send_invs_deadline == "07:45"
-    assert load_region(write(tmp_path, MINIMAL + "schedules: {send_invs_deadline: none}\n")).send_invs_deadline is None
+    assert r.retry_max_delay_minutes == 30 and r.sends.invs_deadline == "07:45"
+    assert load_region(write(tmp_path, MINIMAL + "schedules: {send_invs_deadline: none}\n")).sends.invs_deadline is None
     msg = config_error(write(tmp_path, MINIMAL + "timeouts:\n  intake: {task_minutes: 0}\n"))
     assert "timeouts.intake.task_minutes" in msg

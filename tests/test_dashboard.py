@@ -322,7 +322,7 @@ def dash(pg_server):
             "AIRFLOW_CONN_RPU_AUTRE_DB": _pg_conn(d.db_urls["autre"]),
         }
         d.airflow("db", "migrate")
-        out = d.run(sys.executable, "-m", "rpu.roles", "sync")
+        out = d.run(sys.executable, "-m", "rpu.cli", "roles", "sync")
         assert "2 region(s)" in out and "ARS_autre: created" in out, out
         d.run(sys.executable, "-c", f"""
 from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
@@ -336,7 +336,7 @@ with get_application_builder() as ab:
         # DAG's access_control (what the dag-processor does)
         d.airflow("dags", "reserialize")
         # the sync is idempotent and leaves the reprise DAG's own permissions (its access_control) alone
-        out = d.run(sys.executable, "-m", "rpu.roles", "sync")
+        out = d.run(sys.executable, "-m", "rpu.cli", "roles", "sync")
         assert "0 role(s) created, 0 permission(s) added, 0 removed" in out, out
         d.start()
         yield d

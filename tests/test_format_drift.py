@@ -87,3 +87,29 @@ def test_coherence_tables_stay_within_domains():
         for values in table.values():
             assert set(values) <= set(domain) | {""}
     assert set(F.ORIENT) == set(F.ORIENT_HOSPITAL) | set(F.ORIENT_HOME)
+
+
+def test_committed_stage_queries_are_the_generated_ones():
+    """The stage table and the inserts from it follow the items of rpu_format (rpu.visit_table)."""
+    from rpu import visit_table
+
+    for name, render in visit_table.RENDERERS.items():
+        assert visit_table.path(name).read_text(encoding="utf-8") == render(), \
+            f"run `python -m rpu.visit_table --write` and commit include/sql/queries/{name}.sql"
+
+
+def test_the_stored_visit_has_a_column_per_item():
+    from rpu import visit_table
+
+    items = visit_table.VISIT_COLUMNS[3:3 + len(F.ITEMS)]
+    assert items == tuple(visit_table.column(i) for i in F.ITEMS)
+    assert visit_table.STAGE_COLUMNS[:len(visit_table.VISIT_COLUMNS)] == visit_table.VISIT_COLUMNS
+    assert visit_table.EMPTY_IN_REJECTED == 1 + len(F.ITEMS) + 3   # entry_date, the items, extra, raw_invalid, flags
+
+
+def test_committed_quality_report_query_is_the_generated_one():
+    """`rpu report quality` measures every item with the domains and formats of rpu_format (rpu.report_sql)."""
+    from rpu import report_sql
+
+    assert report_sql.PATH.read_text(encoding="utf-8") == report_sql.render(), \
+        "run `python -m rpu.report_sql --write` and commit include/sql/queries/report_quality.sql"

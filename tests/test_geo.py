@@ -2,7 +2,6 @@
 region's file is loaded again, the coverage check before an ATIH send, and loads serialised by a lock."""
 from __future__ import annotations
 
-import dataclasses
 import threading
 from datetime import date
 
@@ -59,7 +58,7 @@ def test_an_atih_send_is_refused_without_a_table_or_with_one_that_does_not_match
         geo.load(conn, _table(tmp_path / "t.csv", {"58110": "58G01"}))
         with pytest.raises(geo.GeoTableError, match=r"maps only 18 of 20 .*\(90\.0%; at least 95% needed"):
             geo.check_coverage(conn, region, *args)
-        lenient = dataclasses.replace(region, geo_min_match=0.9)
+        lenient = region.adjusted(atih={"geo_min_match": 0.9})
         assert geo.check_coverage(conn, lenient, *args)["share"] == 0.9
 
 

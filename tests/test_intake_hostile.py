@@ -17,7 +17,8 @@ from datetime import date
 import psycopg
 import pytest
 
-from rpu import exports, faults, files, intake, quality, sends, store
+from rpu import exports, faults, files, intake, sends, store
+from rpu.quality import gx, release
 from rpu import rpu_format as F
 from support.exported import everywhere, exported
 from support.rpu_xml import rpu_file, visit
@@ -75,7 +76,7 @@ def test_one_visit_declaring_thirty_years_does_not_erase_the_history(db, region,
 
 
 def test_the_margin_is_a_region_key_and_a_file_without_visit_is_bounded_by_its_extract(db, region, tmp_path):
-    narrow = dataclasses.replace(region, period_margin_days=2)
+    narrow = region.adjusted(intake={"period_margin_days": 2})
     intake.ingest_path(narrow, db, put(tmp_path, "h.xml", rpu_file(
         day_visits("20/10/2026", 2) + day_visits("01/11/2026", 2), debut="20/10/2026", fin="01/11/2026",
         extract="02/11/2026 03:00:00")), sender=ETAB)
@@ -115,7 +116,7 @@ def test_a_file_refused_for_its_context_loads_once_sent_again_correctly(db, regi
     # over the size limit, limit raised since
     path = put(tmp_path, "big.xml", rpu_file(day_visits("02/11/2026", 3), finess=ETAB, debut="02/11/2026",
                                              fin="02/11/2026", extract="03/11/2026 03:00:00"))
-    small = dataclasses.replace(region, max_file_bytes=100)
+    small = region.adjusted(intake={"max_file_bytes": 100})
     assert intake.ingest_path(small, db, path, sender=ETAB)["errors"][0]["rule"] == "FILE_TOO_LARGE"
     assert intake.ingest_path(region, db, path, sender=ETAB)["status"] == "accepted"
 
@@ -215,19 +216,19 @@ def test_a_database_outage_is_a_fault_of_ours_told_without_its_content(region, t
 # --- 7. a send never exports a batch whose gate has not run, or held it ------------------------------------------
 
 def test_a_send_between_the_load_and_its_gate_does_not_export_the_batch(db, region, tmp_path, monkeypatch):
-    held = dataclasses.replace(region, quality_blocking=("SEXE_DOMAIN",))
+    held = region.adjusted(quality={"blocking": ("SEXE_DOMAIN",)})
     bad = day_visits("01/11/2026", 6)
     bad[0]["SEXE"] = "X"
     path = put(tmp_path, "f.xml", rpu_file(bad))
     in_gate, sent = threading.Event(), threading.Event()
-    real = quality._visit_suite_sql
+    real = gx.visit_suite_sql
 
     def slow_gate(*args, **kwargs):
         in_gate.set()                      # the load has committed, the gate is reading the batch…
         assert sent.wait(30)               # …while a send exports
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(quality, "_visit_suite_sql", slow_gate)
+    monkeypatch.setattr(gx, "visit_suite_sql", slow_gate)
     result = {}
     ingest = threading.Thread(target=lambda: result.update(intake.ingest_path(held, db, path, sender=ETAB)))
     ingest.start()
@@ -241,7 +242,7 @@ def test_a_send_between_the_load_and_its_gate_does_not_export_the_batch(db, regi
     assert during == everywhere(0)
     assert result["quality"]["quarantined"] and exported(db, ETAB) == everywhere(0)     # held by the gate
     with store.connection(db) as conn:
-        quality.release(conn, result["file_id"], by="test")
+        release.release(conn, result["file_id"], by="test")
     assert exported(db, ETAB) == everywhere(6)
 
 

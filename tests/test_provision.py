@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from rpu import store
+from rpu import dagset, store
 from rpu.cli import main
 from rpu.config import finess_with_key, load_region
 from support.rpu_xml import rpu_file, visit
@@ -34,10 +34,7 @@ EJ = finess_with_key("99110100")
 
 
 def _stub(code: str) -> str:
-    sys.path.insert(0, str(DAGS))
-    import rpu_dags
-
-    return rpu_dags.stub_text(code)
+    return dagset.stub_text(code)
 
 
 @pytest.fixture(scope="module")

@@ -16,32 +16,34 @@ import psycopg
 import pytest
 from lxml import etree
 
-from rpu import intake, quality, store, xsd
+from rpu import intake, store, xsd
 from rpu import rpu_format as F
 from rpu.checks import check_file
 from rpu.cli import main
 from rpu.problems import QUALITY, RULES
+from rpu import expectations
+from rpu.quality import batch, gate, gx, results, suites
 from support.exported import everywhere, exported
 from support.rpu_xml import rpu_file, visit
 
 ETAB = "990000127"
 XS = "{http://www.w3.org/2001/XMLSchema}"
-NAMES = list(quality.catalogue())
-VISIT_NAMES = [e["meta"]["name"] for e in quality.load(quality.VISIT_SUITE)["expectations"]]
+NAMES = list(expectations.catalogue())
+VISIT_NAMES = [e["meta"]["name"] for e in expectations.load(expectations.VISIT_SUITE)["expectations"]]
 
 
 # --- suites: generated, committed, loadable ---------------------------------------------------------------
 
-@pytest.mark.parametrize("name", quality.SUITES)
+@pytest.mark.parametrize("name", expectations.SUITES)
 def test_committed_suites_are_the_generated_ones(name):
-    assert quality.suite_path(name).read_text(encoding="utf-8") == quality.render(name), \
+    assert expectations.suite_path(name).read_text(encoding="utf-8") == suites.render(name), \
         "run `python -m rpu.quality --write` and commit include/expectations/"
 
 
-@pytest.mark.parametrize("name", quality.SUITES)
+@pytest.mark.parametrize("name", expectations.SUITES)
 def test_suites_load_in_gx_as_written(name):
-    doc = quality.load(name)
-    suite = quality.gx_suite(name)
+    doc = expectations.load(name)
+    suite = gx.gx_suite(name)
     assert len(suite.expectations) == len(doc["expectations"])
     back = suite.to_json_dict()["expectations"]
     for written, loaded in zip(doc["expectations"], back):
@@ -51,29 +53,29 @@ def test_suites_load_in_gx_as_written(name):
 
 
 def test_every_expectation_has_a_stable_unique_name_and_french_words():
-    names = [e["meta"]["name"] for s in quality.SUITES for e in quality.load(s)["expectations"]]
+    names = [e["meta"]["name"] for s in expectations.SUITES for e in expectations.load(s)["expectations"]]
     assert len(names) == len(set(names))
-    for s in quality.SUITES:
-        doc = quality.load(s)
-        assert doc["meta"]["version"] == quality.suite_version(doc["expectations"])
+    for s in expectations.SUITES:
+        doc = expectations.load(s)
+        assert doc["meta"]["version"] == suites.suite_version(doc["expectations"])
         for e in doc["expectations"]:
             assert re.fullmatch(r"[A-Z][A-Z_]+", e["meta"]["name"])
-            assert e["meta"]["description"] and e["meta"]["unit"] in (quality.PASSAGES, quality.JOURS, "")
+            assert e["meta"]["description"] and e["meta"]["unit"] in (suites.PASSAGES, suites.JOURS, "")
             columns = [v for k, v in e["kwargs"].items() if k.startswith("column")]
-            assert set(columns) <= set(quality.BATCH_COLUMNS if s == quality.VISIT_SUITE else quality.DAY_COLUMNS)
+            assert set(columns) <= set(batch.BATCH_COLUMNS if s == expectations.VISIT_SUITE else batch.DAY_COLUMNS)
 
 
 def test_a_changed_rule_changes_the_version():
-    doc = quality.build(quality.VISIT_SUITE)
+    doc = suites.build(expectations.VISIT_SUITE)
     changed = json.loads(json.dumps(doc["expectations"]))
     changed[0]["kwargs"]["value_set"].append("Z")
-    assert quality.suite_version(changed) != doc["meta"]["version"]
+    assert suites.suite_version(changed) != doc["meta"]["version"]
 
 
 # --- one source of truth: rpu_format ↔ XSD ↔ suites ↔ per-visit rules ---------------------------------------
 
 def _by_name() -> dict[str, dict]:
-    return {e["meta"]["name"]: e for s in quality.SUITES for e in quality.load(s)["expectations"]}
+    return {e["meta"]["name"]: e for s in expectations.SUITES for e in expectations.load(s)["expectations"]}
 
 
 def _xsd():
@@ -105,10 +107,10 @@ def test_value_sets_are_the_xsd_enumerations_and_the_domains():
 def test_format_regexes_are_the_xsd_patterns():
     by_name = _by_name()
     _, formats = _xsd()
-    assert by_name["CP_FORMAT"]["kwargs"]["regex"] == quality.full_regex(formats["CP"])
-    assert by_name["DP_FORMAT"]["kwargs"]["regex"] == quality.full_regex(formats["CIM10"])
-    assert by_name["DA_FORMAT"]["kwargs"]["regex"] == quality.list_violation_regex(formats["CIM10"])
-    assert by_name["ACTE_FORMAT"]["kwargs"]["regex"] == quality.list_violation_regex(formats["CCAM"])
+    assert by_name["CP_FORMAT"]["kwargs"]["regex"] == suites.full_regex(formats["CP"])
+    assert by_name["DP_FORMAT"]["kwargs"]["regex"] == suites.full_regex(formats["CIM10"])
+    assert by_name["DA_FORMAT"]["kwargs"]["regex"] == suites.list_violation_regex(formats["CIM10"])
+    assert by_name["ACTE_FORMAT"]["kwargs"]["regex"] == suites.list_violation_regex(formats["CCAM"])
     assert (formats["CP"], formats["CIM10"], formats["CCAM"]) == (F.CP_RE, F.CIM10_RE, F.CCAM_RE)
 
 
@@ -116,14 +118,14 @@ def test_bounds_and_coherence_tables_come_from_rpu_format():
     by_name = _by_name()
     assert by_name["AGE_RANGE"]["kwargs"] == {"column": "age", "min_value": 0, "max_value": F.MAX_AGE_YEARS}
     assert by_name["DURATION_TOO_LONG"]["kwargs"]["max_value"] == F.MAX_DURATION_HOURS * 60
-    for rule, mode, item, table in quality.COHERENCE:
+    for rule, mode, item, table in suites.COHERENCE:
         kw = by_name[rule]["kwargs"]
-        assert kw["column"] == quality.pair_column(mode, item)
-        assert {tuple(p.split(quality.PAIR_SEP)) for p in kw["value_set"]} == \
+        assert kw["column"] == suites.pair_column(mode, item)
+        assert {tuple(p.split(suites.PAIR_SEP)) for p in kw["value_set"]} == \
             {(m, v) for m, vs in table.items() for v in vs if v}
         assert kw["row_condition"]["parameter"] == list(table)
-    for item in quality.COMPLETENESS_ITEMS:
-        assert by_name[f"COMPLETENESS_{item}"]["kwargs"]["mostly"] == quality.COMPLETENESS_MIN == 0.8
+    for item in suites.COMPLETENESS_ITEMS:
+        assert by_name[f"COMPLETENESS_{item}"]["kwargs"]["mostly"] == suites.COMPLETENESS_MIN == 0.8
     assert by_name["COMPLETENESS_ORIENT"]["kwargs"]["row_condition"]["parameter"] == ["6", "7"]
     assert by_name["COMPLETENESS_DP"]["kwargs"]["row_condition"]["conditions"][1]["parameter"] == list(F.ORIENT_HOME)
 
@@ -132,13 +134,13 @@ def test_list_regex_flags_a_list_exactly_when_one_code_is_not_of_the_format():
     rng = random.Random(5)
     alphabet = "ABDEQPZ0123456789+.x "
     for element, one in ((F.CIM10_RE, F.cim10), (F.CCAM_RE, F.ccam)):
-        violation = re.compile(quality.list_violation_regex(element))
+        violation = re.compile(suites.list_violation_regex(element))
         for _ in range(3000):
             codes = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))) for _ in range(rng.randint(1, 4))]
             if rng.random() < 0.5:
                 codes = [rng.choice(["R074", "I10", "R53+1", "DEQP003", "ZZQK0021", "M62890"]) for _ in codes]
             expected_bad = not all(one(c) for c in codes)
-            assert bool(violation.search(quality.LIST_SEP.join(codes))) == expected_bad, codes
+            assert bool(violation.search(suites.LIST_SEP.join(codes))) == expected_bad, codes
 
 
 # --- in memory (pandas engine): each expectation fails on a crafted batch, passes on a clean one -------------
@@ -177,7 +179,7 @@ def _crafted(name: str) -> list[dict]:
 def _frame(tmp_path, visits, name="f.xml"):
     path = tmp_path / name
     path.write_bytes(rpu_file(visits))
-    sink = quality.FrameSink()
+    sink = batch.FrameSink()
     report = check_file(path, sink=sink)
     assert report.accepted and report.visits_rejected == 0
     return report, sink.frame()
@@ -185,13 +187,13 @@ def _frame(tmp_path, visits, name="f.xml"):
 
 @pytest.fixture(scope="module")
 def pandas_source():
-    return quality._context().data_sources.add_pandas("test")
+    return gx.context().data_sources.add_pandas("test")
 
 
-def _run(source, frame, suite=quality.VISIT_SUITE, params=None, only=None) -> dict[str, dict]:
+def _run(source, frame, suite=expectations.VISIT_SUITE, params=None, only=None) -> dict[str, dict]:
     batch = source.add_dataframe_asset(f"a{random.random()}").add_batch_definition_whole_dataframe("all").get_batch(
         batch_parameters={"dataframe": frame})
-    return {o["name"]: o for o in quality._validate(batch, suite, params, two_pass=False, only=only)}
+    return {o["name"]: o for o in gx.validate(batch, suite, params, two_pass=False, only=only)}
 
 
 def test_the_clean_batch_passes_every_visit_expectation(tmp_path, pandas_source):
@@ -228,13 +230,13 @@ def test_completeness_passes_at_80_percent(tmp_path, pandas_source):
 
 
 def test_fedoru_baseline_drops_low_days_before_mu_and_sigma():
-    assert quality.fedoru_baseline([100] * 6) is None            # not enough history
+    assert batch.fedoru_baseline([100] * 6) is None            # not enough history
     history = [100, 104, 96, 102, 98, 100, 0, 101]                # one day without data
-    mu, sigma = quality.fedoru_baseline(history)
+    mu, sigma = batch.fedoru_baseline(history)
     assert 99 < mu < 101 and sigma < 3                            # the empty day is dropped
-    p = quality.count_parameters(history, 7)
+    p = batch.count_parameters(history, 7)
     assert p["day_min"] == round(mu - 3 * sigma, 2) and p["row_count_max"] > 7 * mu > p["row_count_min"]
-    assert quality.count_parameters([], 7)["day_min"] == 0
+    assert batch.count_parameters([], 7)["day_min"] == 0
 
 
 @pytest.mark.parametrize("name,days,history,fails", [
@@ -246,19 +248,20 @@ def test_fedoru_baseline_drops_low_days_before_mu_and_sigma():
 ])
 def test_batch_expectations_against_recent_days(pandas_source, name, days, history, fails):
     per_day = {date(2026, 11, 1) + timedelta(days=i): n for i, n in enumerate(days)}
-    o = _run(pandas_source, quality.days_frame(per_day), quality.BATCH_SUITE,
-             quality.count_parameters(history, len(days)), only={name})[name]
+    o = _run(pandas_source, batch.days_frame(per_day), expectations.BATCH_SUITE,
+             batch.count_parameters(history, len(days)), only={name})[name]
     assert o["success"] is not fails and o["error"] is None, o
 
 
 def test_validate_quality_in_memory_agrees_with_the_per_visit_rules(tmp_path):
     from rpu import synth
+    from rpu.synth.daily import _corrupt as corrupt
 
     visits = synth.visits_for_day(ETAB, date(2026, 11, 1), 3, 60)
     path = tmp_path / "q.xml"
-    synth.write_file(path, ETAB, [synth._corrupt(v, case) for v, case in zip(visits, synth.QUALITY_CASES)]
+    synth.write_file(path, ETAB, [corrupt(v, case) for v, case in zip(visits, synth.QUALITY_CASES)]
                      + visits[len(synth.QUALITY_CASES):], extract=datetime(2026, 11, 2, 3), period=(date(2026, 11, 1), date(2026, 11, 1)))
-    report, runs = quality.check_file_quality(path)
+    report, runs = gx.check_file_quality(path)
     assert report.flags, "the crafted file carries quality problems"
     results = {o["name"]: o for r in runs for o in r["results"]}
     assert set(results) == set(NAMES)
@@ -322,9 +325,9 @@ def test_the_sql_batch_is_the_python_batch(db, region, tmp_path):
     vs = _diverse()
     r = ingest(region, db, tmp_path, vs, quality_gate=False)
     _, frame = _frame(tmp_path, vs, "same.xml")
-    with store.connection(db) as conn, quality._batch_view(conn, r["file_id"]) as view:
+    with store.connection(db) as conn, gate._batch_view(conn, r["file_id"]) as view:
         cur = conn.execute(f"SELECT * FROM rpu_quality.{view}")
-        assert tuple(c.name for c in cur.description) == quality.BATCH_COLUMNS
+        assert tuple(c.name for c in cur.description) == batch.BATCH_COLUMNS
         sql_rows = [tuple(float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in row)
                     for row in cur.fetchall()]
     py_rows = [tuple(None if isinstance(x, float) and math.isnan(x) else (float(x) if isinstance(x, int) else x)
@@ -337,7 +340,7 @@ def test_gate_sql_results_equal_the_in_memory_ones_and_the_per_visit_flags(db, r
     vs = _diverse()
     r = ingest(region, db, tmp_path, vs)
     _, frame = _frame(tmp_path, vs, "same.xml")
-    memory = {o["name"]: o for run in quality.validate_frames(frame, {date(2026, 11, 1): len(vs)}) for o in
+    memory = {o["name"]: o for run in gx.validate_frames(frame, {date(2026, 11, 1): len(vs)}) for o in
               run["results"]}
     stored = dict(q(db, "SELECT expectation, unexpected_count FROM quality_result"))
     assert set(stored) == set(NAMES)
@@ -354,8 +357,8 @@ def test_gate_stores_summary_results_and_the_receipt_lists_failures_in_plain_wor
     vs[1]["SEXE"] = "9"
     r = ingest(region, db, tmp_path, vs)
     runs = q(db, "SELECT suite, suite_version, status, engine, error, duration_s > 0 FROM quality_run ORDER BY suite")
-    assert runs == [("rpu_batch", quality.load("rpu_batch")["meta"]["version"], "passed", "pandas", None, True),
-                    ("rpu_visit", quality.load("rpu_visit")["meta"]["version"], "failed", "sql", None, True)]
+    assert runs == [("rpu_batch", expectations.load("rpu_batch")["meta"]["version"], "passed", "pandas", None, True),
+                    ("rpu_visit", expectations.load("rpu_visit")["meta"]["version"], "failed", "sql", None, True)]
     [(count, pct, details, blocking)] = q(db, "SELECT unexpected_count, unexpected_percent, details, blocking "
                                              "FROM quality_result WHERE expectation = 'SEXE_DOMAIN'")
     assert (count, pct, blocking) == (2, 20.0, False)
@@ -389,10 +392,10 @@ def test_no_load_of_the_establishment_changes_the_batch_while_the_gate_reads_it(
         intake.ingest_path(region, db, path, sender=ETAB, quality_gate=False)
         loaded.set()
 
-    with store.connection(db) as conn, quality._establishment_lock(conn, ETAB):   # what run_gate holds
+    with store.connection(db) as conn, gate._establishment_lock(conn, ETAB):   # what run_gate holds
         loader = threading.Thread(target=load)
         loader.start()
-        assert not loaded.wait(1.5)              # store.load_file waits for the same lock
+        assert not loaded.wait(1.5)              # loader.load_file waits for the same lock
     loader.join(60)
     assert loaded.is_set()
 
@@ -406,7 +409,7 @@ def _exported(db, etab=ETAB, start=date(2026, 10, 26), end=date(2026, 11, 1)) ->
 
 
 def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_path, capsys):
-    region = dataclasses.replace(region, quality_blocking=("SEXE_DOMAIN", "COMPLETENESS_MOTIF"))
+    region = region.adjusted(quality={"blocking": ("SEXE_DOMAIN", "COMPLETENESS_MOTIF")})
     vs = _clean()
     vs[0]["SEXE"] = "X"
     r = ingest(region, db, tmp_path, vs)
@@ -417,7 +420,7 @@ def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_
     assert _exported(db) == everywhere(0) | {"days": 0}
     assert q(db, "SELECT count(*) FROM visit") == [(10,)]
     # another establishment's data still goes out
-    other = dataclasses.replace(region, quality_blocking=())
+    other = region.adjusted(quality={"blocking": ()})
     path = tmp_path / "other.xml"
     path.write_bytes(rpu_file(_clean(), finess="990000135"))
     intake.ingest_path(other, db, path, sender="990000135")
@@ -441,7 +444,7 @@ def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_
 
 
 def test_a_non_blocking_failure_is_forwarded(db, region, tmp_path):
-    region = dataclasses.replace(region, quality_blocking=("DP_FORMAT",))
+    region = region.adjusted(quality={"blocking": ("DP_FORMAT",)})
     vs = _clean()
     vs[0]["SEXE"] = "X"
     r = ingest(region, db, tmp_path, vs)
@@ -453,7 +456,7 @@ def test_a_crash_of_gx_is_recorded_and_the_load_stays(db, region, tmp_path, monk
     def boom(*a, **k):
         raise RuntimeError("GX exploded")
 
-    monkeypatch.setattr(quality, "_visit_suite_sql", boom)
+    monkeypatch.setattr(gx, "visit_suite_sql", boom)
     r = ingest(region, db, tmp_path, _clean())
     assert r["status"] == "accepted" and q(db, "SELECT count(*) FROM visit") == [(10,)]
     assert r["quality"]["status"] == "error" and "GX exploded" in r["quality"]["error"]
@@ -463,13 +466,13 @@ def test_a_crash_of_gx_is_recorded_and_the_load_stays(db, region, tmp_path, monk
                                                                              ("rpu_visit", "error")]
     assert not q(db, "SELECT viewname FROM pg_views WHERE schemaname = 'rpu_quality'")
     # with blocking expectations configured, a batch the gate could not judge is held
-    held = dataclasses.replace(region, quality_blocking=("SEXE_DOMAIN",))
+    held = region.adjusted(quality={"blocking": ("SEXE_DOMAIN",)})
     r = ingest(held, db, tmp_path, _clean(), name="g.xml", extract="03/11/2026 03:00:00")
     assert r["quality"]["quarantined"] and r["quality"]["quarantine"]["expectations"] == ["GATE_ERROR"]
 
 
 def test_an_unknown_blocking_name_is_a_gate_error(db, region, tmp_path):
-    r = ingest(dataclasses.replace(region, quality_blocking=("SEXE_DOMAINE",)), db, tmp_path, _clean())
+    r = ingest(region.adjusted(quality={"blocking": ("SEXE_DOMAINE",)}), db, tmp_path, _clean())
     assert r["quality"]["status"] == "error" and "SEXE_DOMAINE" in r["quality"]["error"]
 
 
@@ -519,13 +522,13 @@ def test_failed_since_tells_the_watch_which_files_failed(db, region, tmp_path, m
     ingest(region, db, tmp_path, _clean(), name="clean.xml")
     vs = _clean()
     vs[0]["SEXE"] = "X"
-    bad = ingest(dataclasses.replace(region, quality_blocking=("SEXE_DOMAIN",)), db, tmp_path, vs, name="bad.xml",
+    bad = ingest(region.adjusted(quality={"blocking": ("SEXE_DOMAIN",)}), db, tmp_path, vs, name="bad.xml",
                  extract="03/11/2026 03:00:00")
-    monkeypatch.setattr(quality, "_visit_suite_sql", lambda *a: 1 / 0)
+    monkeypatch.setattr(gx, "visit_suite_sql", lambda *a: 1 / 0)
     crashed = ingest(region, db, tmp_path, _clean(), name="crash.xml", extract="04/11/2026 03:00:00")
     with store.connection(db) as conn:
-        found = quality.failed_since(conn, since)
-        assert quality.failed_since(conn, datetime.now().astimezone() + timedelta(minutes=1)) == []
+        found = results.failed_since(conn, since)
+        assert results.failed_since(conn, datetime.now().astimezone() + timedelta(minutes=1)) == []
     assert [f["file"] for f in found] == ["bad.xml", "crash.xml"]
     b, c = found
     assert b["file_id"] == bad["file_id"] and b["etab"] == ETAB and b["quarantined"] and b["status"] == "failed"
@@ -541,8 +544,8 @@ def test_stored_results_for_reports(db, region, tmp_path):
     ingest(region, db, tmp_path, vs)
     today = date.today()
     with store.connection(db) as conn:
-        rows = quality.stored_results(conn, today - timedelta(days=1), today + timedelta(days=1))
-        assert quality.stored_results(conn, today - timedelta(days=1), today + timedelta(days=1), "990000135") == []
+        rows = results.stored_results(conn, today - timedelta(days=1), today + timedelta(days=1))
+        assert results.stored_results(conn, today - timedelta(days=1), today + timedelta(days=1), "990000135") == []
     assert len(rows) == len(NAMES)
     sexe = next(r for r in rows if r["expectation"] == "SEXE_DOMAIN")
     assert (sexe["etab"], sexe["suite"], sexe["success"], sexe["unexpected_count"]) == (ETAB, "rpu_visit", False, 1)

@@ -9,7 +9,7 @@ from datetime import date
 import psycopg
 import pytest
 
-from rpu import intake, store
+from rpu import intake, loader, store
 from support.rpu_xml import rpu_file, visit
 
 ETAB = "990000127"
@@ -197,7 +197,7 @@ def test_load_refuses_to_run_inside_a_callers_transaction(db, region, tmp_path):
     with psycopg.connect(db) as conn:
         conn.execute("SELECT 1")
         with pytest.raises(RuntimeError, match="outside any transaction"):
-            store.load_file(conn, path, region=region, sender=ETAB, name="a.xml", sha256="0" * 64, size=1)
+            loader.load_file(conn, path, region=region, sender=ETAB, name="a.xml", sha256="0" * 64, size=1)
 
 
 def test_copy_text_rendering_escapes_what_copy_needs():

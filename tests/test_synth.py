@@ -14,6 +14,7 @@ from lxml import etree
 
 from rpu import rpu_format as F
 from rpu import synth
+from rpu.cli.synth import add_synth
 from rpu.config import PROJECT_DIR, load_region
 
 DEMO = PROJECT_DIR / "config" / "regions" / "demo.yaml"
@@ -409,7 +410,7 @@ def test_big_file_memory_is_flat(tmp_path):
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rpu")
-    synth.register(parser.add_subparsers(dest="command"))
+    add_synth(parser.add_subparsers(dest="command"))
     return parser
 
 

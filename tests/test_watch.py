@@ -13,7 +13,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from rpu import intake, mail, store, watch
+from rpu import intake, mail, store
+from rpu.watch import alerts, rules
+from rpu.watch import mails as watch_mails
 from rpu.config import parse_region
 from support.rpu_xml import rpu_file, visit
 from support.seeding import PATIENT, PATIENT_TRACES, TZ, Seeder, usual
@@ -52,9 +54,9 @@ def seed(region, db, tmp_path) -> Seeder:
     return Seeder(region, db, tmp_path)
 
 
-def find(region, db, now=CUT) -> watch.Findings:
+def find(region, db, now=CUT) -> rules.Findings:
     with store.connection(db) as conn:
-        return watch.findings(conn, region, now)
+        return rules.findings(conn, region, now)
 
 
 def _no_patient_data(*texts: str) -> None:
@@ -66,29 +68,29 @@ def _no_patient_data(*texts: str) -> None:
 # --- cut-off windows -----------------------------------------------------------------------------------------
 
 def test_the_watched_period_ends_at_the_latest_cut_off(region):
-    prev, cut = watch.cutoffs(region, datetime(2026, 6, 16, 6, 0, tzinfo=TZ))
+    prev, cut = rules.cutoffs(region, datetime(2026, 6, 16, 6, 0, tzinfo=TZ))
     assert (prev, cut) == (datetime(2026, 6, 15, 6, 0, tzinfo=TZ), CUT)
     # later the same day (a manual run at 14:00): still the morning's cut-off
-    assert watch.cutoffs(region, datetime(2026, 6, 16, 14, 0, tzinfo=TZ))[1] == CUT
+    assert rules.cutoffs(region, datetime(2026, 6, 16, 14, 0, tzinfo=TZ))[1] == CUT
     # before the cut-off: the previous day's
-    assert watch.cutoffs(region, datetime(2026, 6, 16, 5, 59, tzinfo=TZ))[1] == CUT - timedelta(days=1)
+    assert rules.cutoffs(region, datetime(2026, 6, 16, 5, 59, tzinfo=TZ))[1] == CUT - timedelta(days=1)
     # given in UTC: judged in the region's time zone (04:00 UTC is 06:00 in Paris in June)
-    assert watch.cutoffs(region, datetime(2026, 6, 16, 4, 0, tzinfo=ZoneInfo("UTC")))[1] == CUT
+    assert rules.cutoffs(region, datetime(2026, 6, 16, 4, 0, tzinfo=ZoneInfo("UTC")))[1] == CUT
     # across the change to summer time the cut-off stays at 06:00 local time (23 hours apart)
-    prev, cut = watch.cutoffs(region, datetime(2026, 3, 29, 7, 0, tzinfo=TZ))
+    prev, cut = rules.cutoffs(region, datetime(2026, 3, 29, 7, 0, tzinfo=TZ))
     assert (prev.hour, cut.hour, (cut.timestamp() - prev.timestamp()) / 3600) == (6, 6, 23)
     # another cut-off hour from the region file
-    late = dataclasses.replace(region, watch_cutoff="08:30")
-    assert watch.cutoffs(late, datetime(2026, 6, 16, 8, 0, tzinfo=TZ))[1] == datetime(2026, 6, 15, 8, 30, tzinfo=TZ)
+    late = region.adjusted(watch={"cutoff": "08:30"})
+    assert rules.cutoffs(late, datetime(2026, 6, 16, 8, 0, tzinfo=TZ))[1] == datetime(2026, 6, 15, 8, 30, tzinfo=TZ)
     with pytest.raises(ValueError, match="timezone-aware"):
-        watch.cutoffs(region, datetime(2026, 6, 16, 6, 0))
+        rules.cutoffs(region, datetime(2026, 6, 16, 6, 0))
 
 
 def test_a_reception_belongs_to_the_day_of_the_next_cut_off(region):
-    assert watch.window_day(datetime(2026, 6, 16, 3, 0, tzinfo=TZ), region) == D
-    assert watch.window_day(datetime(2026, 6, 16, 6, 0, tzinfo=TZ), region) == D          # at the cut-off: in
-    assert watch.window_day(datetime(2026, 6, 16, 6, 1, tzinfo=TZ), region) == D + timedelta(days=1)
-    assert watch.window_day(datetime(2026, 6, 15, 22, 0, tzinfo=ZoneInfo("UTC")), region) == D   # 00:00 Paris
+    assert rules.window_day(datetime(2026, 6, 16, 3, 0, tzinfo=TZ), region) == D
+    assert rules.window_day(datetime(2026, 6, 16, 6, 0, tzinfo=TZ), region) == D          # at the cut-off: in
+    assert rules.window_day(datetime(2026, 6, 16, 6, 1, tzinfo=TZ), region) == D + timedelta(days=1)
+    assert rules.window_day(datetime(2026, 6, 15, 22, 0, tzinfo=ZoneInfo("UTC")), region) == D   # 00:00 Paris
 
 
 # --- the anomaly rule and the DP drop, by hand ---------------------------------------------------------------
@@ -98,35 +100,35 @@ def test_mu_minus_3_sigma_after_dropping_days_below_mu_minus_2_sigma():
     # All six: μ = 510 / 6 = 85; squares of the deviations 100 + 400 + 225 + 5625 + 100 + 400 = 6850,
     # σ = √(6850 / 5) = √1370 ≈ 37.01; μ − 2σ ≈ 10.97: the day with 10 visits is dropped.
     # The five kept: μ = 100; squares 25 + 25 + 0 + 25 + 25 = 100, σ = √(100 / 4) = 5; threshold μ − 3σ = 85.
-    base = watch.baseline([95, 105, 100, 10, 95, 105])
+    base = rules.baseline([95, 105, 100, 10, 95, 105])
     assert (base.mean, base.sd, base.threshold, base.used, base.dropped) == (100, 5, 85, 5, 1)
-    assert watch.is_abnormal(84, base)
-    assert not watch.is_abnormal(85, base)           # strictly below
+    assert rules.is_abnormal(84, base)
+    assert not rules.is_abnormal(85, base)           # strictly below
     # without the drop the outlier would hide everything: μ − 3σ = 85 − 111.04 < 0
     assert 85 - 3 * 1370 ** 0.5 < 0
 
 
 def test_anomaly_rule_edge_cases():
-    assert watch.baseline([10, 11, 12]) is None     # fewer than MIN_HISTORY (4) comparable days: no judgement
-    assert not watch.is_abnormal(0, None)
+    assert rules.baseline([10, 11, 12]) is None     # fewer than MIN_HISTORY (4) comparable days: no judgement
+    assert not rules.is_abnormal(0, None)
     # 4 days, nothing dropped: μ = 11, σ = √((1 + 1 + 1 + 1) / 3) ≈ 1.155, threshold ≈ 7.54
-    base = watch.baseline([10, 12, 10, 12])
+    base = rules.baseline([10, 12, 10, 12])
     assert base.dropped == 0 and base.mean == 11 and base.threshold == pytest.approx(11 - 3 * (4 / 3) ** 0.5)
-    assert watch.is_abnormal(7, base) and not watch.is_abnormal(8, base)
+    assert rules.is_abnormal(7, base) and not rules.is_abnormal(8, base)
     # a constant history (σ = 0): any lower count is below the threshold
-    flat = watch.baseline([20, 20, 20, 20])
-    assert (flat.threshold, watch.is_abnormal(19, flat), watch.is_abnormal(20, flat)) == (20, True, False)
+    flat = rules.baseline([20, 20, 20, 20])
+    assert (flat.threshold, rules.is_abnormal(19, flat), rules.is_abnormal(20, flat)) == (20, True, False)
 
 
 def test_sudden_drop_of_the_dp_coding_rate():
     # baseline 90 %, 30 visits: binomial σ = √(0.9 × 0.1 / 30) ≈ 0.055; 3σ ≈ 0.164 < 20 points, so 20 points
-    assert watch.dp_drop(0.70, 30, 0.90)
-    assert not watch.dp_drop(0.71, 30, 0.90)
+    assert rules.dp_drop(0.70, 30, 0.90)
+    assert not rules.dp_drop(0.71, 30, 0.90)
     # baseline 50 %, 20 visits: 3σ = 3 × √(0.25 / 20) ≈ 0.335 > 20 points: a drop of 25 points is noise
-    assert not watch.dp_drop(0.25, 20, 0.50)
-    assert watch.dp_drop(0.16, 20, 0.50)
+    assert not rules.dp_drop(0.25, 20, 0.50)
+    assert rules.dp_drop(0.16, 20, 0.50)
     # fewer than 20 visits where a DP is expected: not judged
-    assert not watch.dp_drop(0.0, 19, 0.90)
+    assert not rules.dp_drop(0.0, 19, 0.90)
 
 
 # --- findings on seeded data --------------------------------------------------------------------------------
@@ -135,10 +137,10 @@ def test_all_well_finds_nothing(region, db, seed):
     for etab in (GOOD, OTHER):
         seed.normal(etab, D - timedelta(days=3), D)
     f = find(region, db)
-    assert not f.anything, watch.describe(f)
+    assert not f.anything, watch_mails.describe(f)
     assert f.missing == f.rejected == f.abnormal == f.dp_drops == f.recovered == []
     assert {s.etab: s.days_without for s in f.establishments} == {GOOD: 0, OTHER: 0, SHADOW: None}
-    assert "Rien à signaler" in watch.describe(f)
+    assert "Rien à signaler" in watch_mails.describe(f)
 
 
 def test_a_missing_day(region, db, seed):
@@ -164,7 +166,7 @@ def test_an_eight_day_gap_needs_a_reprise_and_the_recovery_says_which_days(regio
     [m] = f.missing
     assert (m.days, m.gap_start, m.reprise_needed) == (8, D - timedelta(days=7), True)
     assert m.lost_since == D - timedelta(days=8) and m.catch_up_until is None
-    assert "REPRISE NÉCESSAIRE" in watch.describe(f)
+    assert "REPRISE NÉCESSAIRE" in watch_mails.describe(f)
     # 6 days: the window still covers it
     assert not find(region, db, CUT - timedelta(days=2)).missing[0].reprise_needed
     # 7 days: a file received later that day still covers the day before the gap — the last day the mails give
@@ -188,7 +190,7 @@ def test_never_received_and_shadow_establishments(region, db, seed):
     assert (m.etab, m.days, m.last_accepted, m.gap_start) == (GOOD, None, None, None)
     [s] = f.shadow_ready
     assert (s.etab, s.consecutive_days) == (SHADOW, 10)      # history received D-9, then every day
-    assert "prêt à basculer" in watch.describe(f)
+    assert "prêt à basculer" in watch_mails.describe(f)
 
 
 def test_rejected_files_since_the_previous_cut_off_with_their_reasons(region, db, seed, tmp_path):
@@ -232,7 +234,7 @@ def test_an_abnormal_day_below_mu_minus_3_sigma(region, db, seed):
     assert (a.etab, a.day, a.weekday, a.visits, a.history, a.dropped) == (GOOD, low, "samedi", 2, 8, 0)
     assert a.mean == 11 and a.sd == pytest.approx((6 / 7) ** 0.5)
     assert a.threshold == pytest.approx(11 - 3 * (6 / 7) ** 0.5) == pytest.approx(8.2225, abs=1e-4)
-    assert "ANORMAL" in watch.describe(f) and "seuil 8.2" in watch.describe(f)
+    assert "ANORMAL" in watch_mails.describe(f) and "seuil 8.2" in watch_mails.describe(f)
 
 
 def test_a_sudden_drop_of_the_dp_coding_rate(region, db, seed):
@@ -248,13 +250,13 @@ def test_a_sudden_drop_of_the_dp_coding_rate(region, db, seed):
 
 # --- the alert history: state machine ------------------------------------------------------------------------
 
-def _findings(region, day: date, missing: dict[str, int] | None = None, **lists) -> watch.Findings:
+def _findings(region, day: date, missing: dict[str, int] | None = None, **lists) -> rules.Findings:
     """Hand-made findings of the cut-off of `day`: `missing` = {etab: consecutive days}."""
-    prev, cut = watch.cutoffs(region, datetime.combine(day, time(6, 0), tzinfo=TZ))
-    f = watch.Findings(region.code, region.name, region.timezone, cut, cut, prev, **lists)
+    prev, cut = rules.cutoffs(region, datetime.combine(day, time(6, 0), tzinfo=TZ))
+    f = rules.Findings(region.code, region.name, region.timezone, cut, cut, prev, **lists)
     for etab, days in (missing or {}).items():
         gap = day - timedelta(days=days - 1)
-        f.missing.append(watch.Missing(etab, region.establishment(etab).name, days,
+        f.missing.append(rules.Missing(etab, region.establishment(etab).name, days,
                                        datetime.combine(gap - timedelta(days=1), time(3, 0), tzinfo=TZ), gap,
                                        days >= 7, gap - timedelta(days=1) if days >= 7 else None,
                                        None if days >= 7 else gap + timedelta(days=6)))
@@ -263,9 +265,9 @@ def _findings(region, day: date, missing: dict[str, int] | None = None, **lists)
 
 def _record(region, db, f, ack=True) -> list[tuple[str, str, str]]:
     with store.connection(db) as conn:
-        notices = watch.record(conn, region, f, f.now)
+        notices = alerts.record(conn, region, f, f.now)
         if ack:
-            watch.acknowledge(conn, notices, f.now)
+            alerts.acknowledge(conn, notices, f.now)
     return [(n["kind"], n["etab"], n["notice"]) for n in notices]
 
 
@@ -278,12 +280,12 @@ def test_state_machine_new_then_silent_then_reprise_once_then_back_to_normal(reg
     assert _record(region, db, _findings(region, g + timedelta(days=7), {GOOD: 8})) == []
     assert _record(region, db, _findings(region, g + timedelta(days=8), {GOOD: 9})) == []
     back = g + timedelta(days=9)
-    f = _findings(region, back, recovered=[watch.Recovered(GOOD, "CH de Valbourg", g, 9, datetime.combine(
+    f = _findings(region, back, recovered=[rules.Recovered(GOOD, "CH de Valbourg", g, 9, datetime.combine(
         back, time(3, 0), tzinfo=TZ), [(g - timedelta(days=1), g + timedelta(days=1))])])
     with store.connection(db) as conn:
-        [n] = watch.record(conn, region, f, f.now)
-        watch.acknowledge(conn, [n], f.now)
-        assert watch.open_alerts(conn, region) == []
+        [n] = alerts.record(conn, region, f, f.now)
+        alerts.acknowledge(conn, [n], f.now)
+        assert alerts.open_alerts(conn, region) == []
     assert (n["kind"], n["notice"], n["contact"]) == ("missing", "closed", CONTACT)
     assert n["details"]["reprise"] == [[(g - timedelta(days=1)).isoformat(), (g + timedelta(days=1)).isoformat()]]
     assert n["details"]["gap_days"] == 9 and n["details"]["gap_start"] == g.isoformat()
@@ -313,7 +315,7 @@ def test_notices_not_mailed_are_returned_until_acknowledged_and_reruns_change_no
     # a run for a past date (before the gap) does not close it, nor does it change the alert
     assert _record(region, db, _findings(region, D - timedelta(days=2))) == []
     with store.connection(db) as conn:
-        [a] = watch.open_alerts(conn, region)
+        [a] = alerts.open_alerts(conn, region)
     assert (a["kind"], a["etab"], a["key"], a["last_seen"].date()) == ("missing", GOOD, D.isoformat(),
                                                                         D + timedelta(days=1))
 
@@ -328,10 +330,10 @@ def test_a_gap_of_an_establishment_no_longer_watched_closes_silently(region, db)
 
 
 def test_events_and_episodes(region, db):
-    rej = watch.Rejected(42, "RPU_bad.xml", GOOD, "CH de Valbourg", CUT - timedelta(hours=2), 3,
+    rej = rules.Rejected(42, "RPU_bad.xml", GOOD, "CH de Valbourg", CUT - timedelta(hours=2), 3,
                          [{"rule": "EXTRACT_MISSING", "label": "x", "line": 1, "visit": None, "message": None}])
-    low = watch.AbnormalDay(GOOD, "CH de Valbourg", D - timedelta(days=2), "dimanche", 2, 11.0, 1.0, 8.0, 8, 0)
-    drop = lambda first: watch.DpDrop(OTHER, "CH de Saint-Aurèle", [   # noqa: E731
+    low = rules.AbnormalDay(GOOD, "CH de Valbourg", D - timedelta(days=2), "dimanche", 2, 11.0, 1.0, 8.0, 8, 0)
+    drop = lambda first: rules.DpDrop(OTHER, "CH de Saint-Aurèle", [   # noqa: E731
         {"day": first, "rate": 0.3, "expected": 30, "coded": 9}], 0.95, 840)
     f = _findings(region, D, rejected=[rej], abnormal=[low], dp_drops=[drop(D - timedelta(days=1))])
     assert sorted(_record(region, db, f)) == [("abnormal_day", GOOD, "new"), ("dp_drop", OTHER, "new"),
@@ -341,12 +343,12 @@ def test_events_and_episodes(region, db):
     f = _findings(region, D + timedelta(days=1), rejected=[rej], abnormal=[low], dp_drops=[drop(D)])
     assert _record(region, db, f) == []
     with store.connection(db) as conn:
-        kinds = sorted(a["kind"] for a in watch.open_alerts(conn, region))
+        kinds = sorted(a["kind"] for a in alerts.open_alerts(conn, region))
     assert kinds == ["abnormal_day", "dp_drop"]              # a rejected file is an event: never open
     # both over: closed silently
     assert _record(region, db, _findings(region, D + timedelta(days=2))) == []
     with store.connection(db) as conn:
-        assert watch.open_alerts(conn, region) == []
+        assert alerts.open_alerts(conn, region) == []
 
 
 # --- mails ----------------------------------------------------------------------------------------------------
@@ -358,8 +360,8 @@ def test_every_watch_template_renders_without_patient_data(region, db, seed):
     seed.daily(GOOD, D, ok=False)
     f = find(region, db)
     with store.connection(db) as conn:
-        notices = watch.record(conn, region, f, CUT)
-    mails = watch.mails(region, f, notices)
+        notices = alerts.record(conn, region, f, CUT)
+    mails = watch_mails.mails(region, f, notices)
     assert [(m["template"], m["to"]) for m in mails] == [
         ("watch_ars", [ARS]), ("file_rejected", [CONTACT]), ("missing_transmission", [CONTACT]),
         ("shadow_ready", [SHADOW_CONTACT])]
@@ -381,38 +383,38 @@ def test_notify_sends_one_ars_mail_then_marks_the_notices_and_a_failed_mail_is_s
     f = _findings(region, D, {GOOD: 1, OTHER: 1})
     sent = []
     with store.connection(db) as conn:
-        notices = watch.record(conn, region, f, f.now)
+        notices = alerts.record(conn, region, f, f.now)
 
         def broken(*args):
             raise ConnectionRefusedError("SMTP down")
 
         with pytest.raises(outbox.MailNotDelivered, match="SMTP down"):
-            watch.notify(conn, region, f, notices, send=broken)
+            watch_mails.notify(conn, region, f, notices, send=broken)
         # the notices are told (kept in the outbox with the mails): not found again, the mails still owed
-        assert watch.record(conn, region, f, f.now) == []
+        assert alerts.record(conn, region, f, f.now) == []
         assert [(m["template"], m["recipients"]) for m in outbox.pending(conn, region)] == [
             ("watch_ars", [ARS]), ("missing_transmission", [CONTACT])]
-        out = watch.notify(conn, region, f, [], send=lambda *a: sent.append(a))      # the next try sends them
+        out = watch_mails.notify(conn, region, f, [], send=lambda *a: sent.append(a))      # the next try sends them
         assert outbox.pending(conn, region) == []
     assert [(m["template"], m["to"]) for m in out] == [("watch_ars", [ARS]), ("missing_transmission", [CONTACT])]
     assert [a[0] for a in sent] == ["smtp_default"] * 2
     # nothing to tell: no mail; with a daily digest: one mail saying so, with what is still open
-    assert watch.mails(region, f, []) == []
-    digest = dataclasses.replace(region, watch_daily_digest=True)
-    [m] = watch.mails(digest, f, [])
+    assert watch_mails.mails(region, f, []) == []
+    digest = region.adjusted(watch={"daily_digest": True})
+    [m] = watch_mails.mails(digest, f, [])
     assert m["subject"] == "[RPU demo] Veille du 16/06/2026 : rien de nouveau (2 absences de transmission toujours " \
                            "en cours)"
     assert "Rien de nouveau à signaler (récapitulatif quotidien)" in m["text"] and "TOUJOURS EN COURS" in m["text"]
     # no ARS address: the ARS mail is skipped (logged), the contacts still get theirs, the notices are marked
     quiet = dataclasses.replace(region, ars_emails=())
-    rej = watch.Rejected(7, "RPU_x.xml", GOOD, "CH de Valbourg", CUT + timedelta(hours=20), 0, [])
+    rej = rules.Rejected(7, "RPU_x.xml", GOOD, "CH de Valbourg", CUT + timedelta(hours=20), 0, [])
     f2 = _findings(quiet, D + timedelta(days=1), {GOOD: 2, OTHER: 2}, rejected=[rej])
     sent.clear()
     with store.connection(db) as conn:
-        notices = watch.record(conn, quiet, f2, None)
+        notices = alerts.record(conn, quiet, f2, None)
         assert [(n["kind"], n["notice"]) for n in notices] == [("rejected", "new")]
-        out = watch.notify(conn, quiet, f2, notices, send=lambda *a: sent.append(a))
-        assert watch.record(conn, quiet, f2, None) == []
+        out = watch_mails.notify(conn, quiet, f2, notices, send=lambda *a: sent.append(a))
+        assert alerts.record(conn, quiet, f2, None) == []
     assert [(m["template"], m["to"]) for m in out] == [("file_rejected", [CONTACT])]
     assert "(motif non précisé)" in sent[0][3]
 
@@ -463,15 +465,15 @@ def test_quality_gate_findings_are_told_in_plain_words(region, db, seed):
     assert (q.file_name, q.etab, q.quarantined) == ("bad_quality.xml", GOOD, False)
     names = {x["name"] for x in q.failed}
     assert "SEXE_DOMAIN" in names
-    assert "QUALITÉ" in watch.describe(f) and "SEXE_DOMAIN" in watch.describe(f)
+    assert "QUALITÉ" in watch_mails.describe(f) and "SEXE_DOMAIN" in watch_mails.describe(f)
     with psycopg.connect(db, autocommit=True) as conn:
-        notices = watch.record(conn, region, f, f.now)
-    [ars] = [m for m in watch.mails(region, f, notices) if m["template"] == "watch_ars"]
+        notices = alerts.record(conn, region, f, f.now)
+    [ars] = [m for m in watch_mails.mails(region, f, notices) if m["template"] == "watch_ars"]
     assert "CONTRÔLE QUALITÉ (1)" in ars["text"] and "SEXE_DOMAIN" in ars["text"] and "bad_quality.xml" in ars["text"]
     assert "contrôle qualité non atteint" in ars["subject"]
     with psycopg.connect(db, autocommit=True) as conn:   # told once: once mailed, the next run does not repeat it
-        watch.acknowledge(conn, notices, f.now)
-        assert not [n for n in watch.record(conn, region, find(region, db), f.now) if n["kind"] == "quality"]
+        alerts.acknowledge(conn, notices, f.now)
+        assert not [n for n in alerts.record(conn, region, find(region, db), f.now) if n["kind"] == "quality"]
 
 
 # --- issue 11: late files, establishments declared without data ---------------------------------------------------
@@ -487,18 +489,18 @@ def test_a_file_received_after_the_cut_off_is_told_once_in_the_ars_summary(regio
     assert (x.file_id, x.etab, x.due, x.period_end) == (late["file_id"], GOOD, D - timedelta(days=1),
                                                          D - timedelta(days=2))
     assert x.received_at == datetime.combine(D - timedelta(days=1), time(6, 30), tzinfo=TZ)
-    assert f"RETARD    {GOOD} CH de Valbourg : {late['file']} reçu le 15/06/2026 06:30" in watch.describe(f)
+    assert f"RETARD    {GOOD} CH de Valbourg : {late['file']} reçu le 15/06/2026 06:30" in watch_mails.describe(f)
     with store.connection(db) as conn:
-        notices = watch.record(conn, region, f, f.now)
-        [ars] = [m for m in watch.mails(region, f, notices) if m["template"] == "watch_ars"]
+        notices = alerts.record(conn, region, f, f.now)
+        [ars] = [m for m in watch_mails.mails(region, f, notices) if m["template"] == "watch_ars"]
         assert "1 fichier arrivé après la coupure" in ars["subject"]
         assert "FICHIERS ARRIVÉS APRÈS L'HEURE DE COUPURE (1)" in ars["text"]
         assert (f"CH de Valbourg (FINESS {GOOD}) : {late['file']}, reçu le 15/06/2026 à 06:30, après la coupure de "
                 "06:00 (passages jusqu'au 14/06/2026") in ars["text"]
         assert late["file"] in ars["html"] and "après l'heure de coupure" in ars["html"]
         _no_patient_data(ars["subject"], ars["text"], ars["html"])
-        watch.acknowledge(conn, notices, f.now)
-        assert not [n for n in watch.record(conn, region, find(region, db), f.now) if n["kind"] == "late"]
+        alerts.acknowledge(conn, notices, f.now)
+        assert not [n for n in alerts.record(conn, region, find(region, db), f.now) if n["kind"] == "late"]
     # a file received before the cut-off is not late, nor one received after it but for a later day
     assert find(region, db, CUT - timedelta(days=1)).late == []
 
@@ -509,9 +511,9 @@ def test_an_establishment_declared_without_data_is_said_so_with_for_how_long(reg
     seed.normal(OTHER, D - timedelta(days=5), D)
     first = find(region, db, CUT - timedelta(days=3))       # the first watch that sees GOOD declared
     with store.connection(db) as conn:
-        notices = watch.record(conn, region, first, first.now)
-        [ars] = [m for m in watch.mails(region, first, notices) if m["template"] == "watch_ars"]
-        watch.acknowledge(conn, notices, first.now)
+        notices = alerts.record(conn, region, first, first.now)
+        [ars] = [m for m in watch_mails.mails(region, first, notices) if m["template"] == "watch_ars"]
+        alerts.acknowledge(conn, notices, first.now)
     assert "1 établissement déclaré sans données" in ars["subject"]
     assert "DÉCLARÉS, PAS ENCORE EN PRODUCTION (1)" in ars["text"]
     assert f"CH de Valbourg (FINESS {GOOD}) : déclaré depuis le 13/06/2026 (0 jour), aucun fichier accepté" in ars["text"]
@@ -519,9 +521,9 @@ def test_an_establishment_declared_without_data_is_said_so_with_for_how_long(reg
     [m] = f.missing
     assert (m.etab, m.days, m.declared_since, m.declared_days) == (GOOD, None, D - timedelta(days=3), 3)
     assert (f"DÉCLARÉ   {GOOD} CH de Valbourg : pas encore en production — déclaré depuis le 13/06/2026 (3 jour(s))"
-            in watch.describe(f))
-    digest = dataclasses.replace(region, watch_daily_digest=True)
+            in watch_mails.describe(f))
+    digest = region.adjusted(watch={"daily_digest": True})
     with store.connection(db) as conn:
-        assert watch.record(conn, digest, f, f.now) == []      # told once; then among what is still going on
-    [m] = watch.mails(digest, f, [])
+        assert alerts.record(conn, digest, f, f.now) == []      # told once; then among what is still going on
+    [m] = watch_mails.mails(digest, f, [])
     assert "déclaré, pas encore en production depuis 3 jours (le 13/06/2026) : aucun fichier accepté" in m["text"]

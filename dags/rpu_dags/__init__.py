@@ -1,22 +1,17 @@
 """DAG factories, one module per kind of DAG (`build_<kind>(region)`, listed in the module's BUILDERS), and
 `build_region`, which every per-region DAG file calls.
 
-Each region has its own DAG file, `dags/region_<code>.py` (written by `rpu region add`), whose only content is
-a call to `build_region`: a broken region file then gives an import error for that region's file alone, and a
-task run parses only its own region. This package is not a DAG file itself (dags/.airflowignore).
+Each region has its own DAG file, `dags/region_<code>.py` (written by `rpu region add`; its text is
+rpu.dagset.stub_text), whose only content is a call to `build_region`: a broken region file then gives an import
+error for that region's file alone, and a task run parses only its own region. This package is not a DAG file itself (dags/.airflowignore).
 """
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from pathlib import Path
 
-# (Airflow's safe mode parses only files that mention both "airflow" and "dag": the docstring does.)
-STUB = '''"""Airflow DAGs of region {code!r}, from config/regions/{code}.yaml (file written by `rpu region add`)."""
-from rpu_dags import build_region
-
-build_region(__file__, globals())
-'''
+from rpu import dagset
+from rpu.config import get_region
 
 
 def factories() -> tuple:
@@ -27,11 +22,6 @@ def factories() -> tuple:
     return tuple(found)
 
 
-def region_code(dag_file: str) -> str:
-    """`dags/region_<code>.py` → `<code>`."""
-    return Path(dag_file).stem.removeprefix("region_")
-
-
 def build_region(dag_file: str, namespace: dict) -> None:
     """Build every DAG of the region named by the DAG file into its module namespace.
 
@@ -39,9 +29,7 @@ def build_region(dag_file: str, namespace: dict) -> None:
     region file) propagates: Airflow shows it as this file's import error, naming the region and the fault."""
     from airflow.sdk import get_parsing_context
 
-    from rpu.config import get_region
-
-    code = region_code(dag_file)
+    code = dagset.region_code(dag_file)
     wanted = get_parsing_context().dag_id
     if wanted is not None and not wanted.startswith(f"{code}_"):
         return
@@ -49,7 +37,3 @@ def build_region(dag_file: str, namespace: dict) -> None:
     for build in factories():
         dag = build(region)
         namespace[dag.dag_id] = dag
-
-
-def stub_text(code: str) -> str:
-    return STUB.format(code=code)

@@ -1,11 +1,16 @@
-"""What every factory shares: the start date, the default arguments and the failure handling of a region's DAGs."""
+"""What every factory shares: `region_dag`, the @dag of one DAG of a region with the policy they all follow (id,
+tags and schedule from rpu.dagset; owner, retries, timeouts, one run at a time, no catch-up, failure mail)."""
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pendulum
+from airflow.sdk import CronTriggerTimetable, dag
 
+from rpu import dagset
 from rpu.config import Region
+from rpu.dagset import DagKind
+from rpu_dags.notify import RegionFailureNotifier
 
 START = pendulum.datetime(2026, 1, 1)
 # Retries wait retry_delay, then twice as long each time (capped by retry_max_delay_minutes): a server down for
@@ -26,8 +31,6 @@ def default_args(region: Region, kind: str) -> dict:
 def dag_args(region: Region, kind: str) -> dict:
     """The arguments every DAG of a region takes: one run at a time, a run timeout (`timeouts.<kind>.
     dagrun_minutes`), and a French mail to the region's operations when a run fails (rpu_dags.notify)."""
-    from rpu_dags.notify import RegionFailureNotifier
-
     return {"start_date": START.in_timezone(region.timezone), "catchup": False, "max_active_runs": 1,
             "default_args": default_args(region, kind),
             "dagrun_timeout": timedelta(minutes=region.timeouts[kind]["dagrun_minutes"]),
@@ -42,3 +45,19 @@ def failure_doc(region: Region, kind: str) -> str:
             f"the delay doubling each time (at most {region.retry_max_delay_minutes:g} min); a task running longer "
             f"than {t['task_minutes']:g} min is failed (then retried), a run longer than {t['dagrun_minutes']:g} min "
             f"is failed. A failed run is mailed (in French) to the region's operations: {ops}.")
+
+
+def region_dag(region: Region, kind: DagKind | str, **overrides):
+    """The @dag decorator of the region's DAG of `kind`: its id (`<code>_<kind>`), tags, schedule (a cron of the
+    region file in the region's time zone, none for a triggered DAG) and access control from rpu.dagset, and the
+    policy of `dag_args` (timeouts of the kind's `timeouts.<kind>`); `overrides` (description, doc_md, params,
+    deadline…) complete or replace them."""
+    kind = dagset.kind(kind) if isinstance(kind, str) else kind
+    cron = dagset.schedule(region, kind)
+    args = dict(dag_id=dagset.dag_id(region.code, kind),
+                schedule=CronTriggerTimetable(cron, timezone=region.timezone) if cron else None,
+                tags=dagset.tags(region.code, kind), **dag_args(region, kind.timeouts))
+    access = dagset.access_control(region.code, kind)
+    if access:
+        args["access_control"] = access
+    return dag(**{**args, **overrides})

@@ -1,25 +1,22 @@
 """`<code>_intake`: establishments' files from SFTP into the regional database."""
 from __future__ import annotations
 
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import task
 
 from rpu.config import Region
-from rpu_dags.common import dag_args, failure_doc
+from rpu_dags.common import failure_doc, region_dag
 
 
 def build_intake(region: Region):
     """`<code>_intake`: establishments' files from SFTP into the regional database, every few minutes."""
 
-    @dag(
-        dag_id=f"{region.code}_intake",
+    @region_dag(
+        region, "intake",
         description=f"Intake of RPU files — {region.name}",
-        schedule=CronTriggerTimetable(region.intake_schedule, timezone=region.timezone),
-        **dag_args(region, "intake"),
-        tags=[region.code, "rpu", "intake"],
         doc_md=f"""
 ### Intake — {region.name} (`{region.code}`)
-Lists each establishment's SFTP inbox (`{region.layout.inbox}`), skips files still being written, then ingests
-the files in chunks of {region.chunk_files} (one mapped task per chunk, named after the FINESS and file of each;
+Lists each establishment's SFTP inbox (`{region.intake.layout.inbox}`), skips files still being written, then ingests
+the files in chunks of {region.intake.chunk_files} (one mapped task per chunk, named after the FINESS and file of each;
 larger chunks when a backlog would pass Airflow's `max_map_length`). Each file on its own: download (checked on
 the opened handle: never through a symlink), local archive copy, XSD and FEDORU checks, load into the regional
 database in one transaction (cancel-and-replace by day), quality gate (Great Expectations suites: results

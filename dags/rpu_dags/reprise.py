@@ -2,55 +2,25 @@
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
 from rpu.config import Region
-from rpu_dags.common import dag_args, failure_doc
+from rpu_dags.common import failure_doc, region_dag
 
 
 def build_reprise(region: Region):
     """`<code>_reprise`: the ARS re-sends one establishment's stored data over a period (trigger form)."""
     from airflow.sdk import Param
 
-    choices = {e.finess: f"{e.name} ({e.finess})" + (" — en ombre : ARS seulement" if e.status == "shadow" else "")
-               for e in region.establishments}
-    recipient_labels = {"invs": "InVS / Santé publique France (un fichier par mois)",
-                        "atih": "ATIH (fichier anonymisé, cumul depuis le 1er janvier)",
-                        "ars": "ARS (export à plat de l'établissement)"}
+    from rpu import reprise as rpu_reprise   # plain Python, no heavy import: the form's fields and words
+
     alerts = ", ".join(region.ars_emails) or "aucune adresse ARS dans le fichier de la région : pas de courriel"
 
-    @dag(
-        dag_id=f"{region.code}_reprise",
+    @region_dag(
+        region, "reprise",
         description=f"Reprise (re-sending) of one establishment's stored RPU over a period — {region.name}",
-        schedule=None,
-        **dag_args(region, "reprise"),
-        tags=[region.code, "rpu", "reprise"],
-        # FAB auth manager: the region's ARS (role ARS_<code>, made by `rpu roles sync`) may read and trigger
-        # its own reprise, no other region's; Airflow applies this when it parses the DAG
-        access_control={f"ARS_{region.code}": {"DAGs": {"can_read", "can_edit"},
-                                               "DAG Runs": {"can_read", "can_create"}}},
-        params={
-            "establishment": Param(
-                type="string", enum=list(choices), values_display=choices, title="Établissement",
-                description="L'établissement dont les données sont à renvoyer (nom et FINESS géographique)."),
-            "start_date": Param(
-                type="string", format="date", title="Date de début",
-                description="Premier jour à renvoyer (date d'entrée aux urgences, incluse)."),
-            "end_date": Param(
-                type="string", format="date", title="Date de fin",
-                description="Dernier jour à renvoyer (inclus) : au plus aujourd'hui ; la période compte au plus 366 jours, "
-                            "bornes comprises."),
-            "recipients": Param(
-                ["invs"], type="array", title="Destinataires", minItems=1, uniqueItems=True,
-                items={"type": "string", "enum": list(recipient_labels)},
-                examples=list(recipient_labels),   # the trigger form's multi-select offers these
-                values_display=recipient_labels,
-                description="À qui renvoyer : InVS par défaut ; ATIH et ARS en plus si besoin."),
-            "dry_run": Param(
-                False, type="boolean", title="Simulation (rien n'est envoyé)",
-                description="Cochée : compte seulement ce qui serait envoyé et l'écrit dans le courriel, "
-                            "sans rien préparer, envoyer ni enregistrer."),
-        },
+        # the trigger form: fields, French words and limits from rpu.reprise (which checks the same form)
+        params={name: Param(**spec) for name, spec in rpu_reprise.form(region).items()},
         doc_md=f"""
 ### Reprise — {region.name} (`{region.code}`)
 Pour l'ARS : renvoyer les données **déjà reçues et stockées** d'un établissement sur une période, par exemple
@@ -60,7 +30,7 @@ Bouton **Trigger** (déclencher), puis le formulaire :
 - **Établissement** : choisir dans la liste (nom et FINESS géographique). Les établissements « en ombre »
   (encore transmis par l'ancien concentrateur) ne peuvent être renvoyés qu'à l'ARS.
 - **Date de début**, **Date de fin** : dates d'entrée aux urgences, incluses. La fin ne peut pas être dans le
-  futur (jour jugé à l'heure de {region.timezone}) ; la période fait au plus 366 jours.
+  futur (jour jugé à l'heure de {region.timezone}) ; la période fait au plus {rpu_reprise.MAX_DAYS} jours.
 - **Destinataires** : InVS / Santé publique France par défaut (un fichier par mois de la période) ; ajouter
   l'ATIH (un fichier anonymisé, cumulé du 1er janvier de l'année de la date de fin jusqu'à celle-ci) ou l'ARS
   (un export à plat de l'établissement sur la période).
@@ -88,8 +58,6 @@ gardé en attente et part dès son retour (relance de `notify`, ou veille du len
 
             from airflow.sdk.exceptions import AirflowFailException
 
-            from rpu import reprise as rpu_reprise
-
             log = logging.getLogger("rpu.reprise")
             try:
                 plan = rpu_reprise.validate(region, dict(params or {}), rpu_reprise.today_in(region))
@@ -105,13 +73,13 @@ gardé en attente et part dès son retour (relance de `notify`, ou veille du len
             """Re-send each file of the reprise (ledger + atomic upload), or only count it in a simulation."""
             import logging
 
-            from rpu import reprise as rpu_reprise, sftp
+            from rpu import sftp
             from rpu.connections import db_url
 
             p = rpu_reprise.ReprisePlan.from_dict(plan)
             summary = rpu_reprise.run(
                 region, p, run_id, db_url(region.db_conn_id),
-                lambda name: sftp.open_remote(region.recipients[name].conn_id, region.sftp_connect_attempts),
+                lambda name: sftp.open_remote(region.sends.recipients[name].conn_id, region.sftp_connect_attempts),
                 p.dry_run, **_requested(dag_run))
             logging.getLogger("rpu.reprise").info("%s", rpu_reprise.describe(summary))
             failed = rpu_reprise.failed_files(summary)
@@ -123,7 +91,6 @@ gardé en attente et part dès son retour (relance de `notify`, ou veille du len
         @task
         def notify(summary: dict, run_id=None) -> None:
             """Mail the summary of the reprise to the region's ARS address(es), kept pending until delivered."""
-            from rpu import reprise as rpu_reprise
             from rpu.connections import db_url
 
             _skip_without_ars_address()
@@ -135,21 +102,12 @@ gardé en attente et part dès son retour (relance de `notify`, ou veille du len
         def notify_failure(params=None, run_id=None, dag_run=None, ti=None) -> None:
             """Tell the ARS that its reprise failed: the form's problems (`validate` failed), or which files
             reached their recipient and which did not (`send` failed after its retries, from the ledger)."""
-            from rpu import reprise as rpu_reprise
             from rpu.connections import db_url
 
             _skip_without_ars_address()
-            plan = ti.xcom_pull(task_ids="validate")
-            if plan is None:
-                problems = rpu_reprise.problems_of(region, dict(params or {}), rpu_reprise.today_in(region))
-                subject, text, html = rpu_reprise.refusal_mail(region, dict(params or {}), problems, run_id=run_id,
-                                                               **_requested(dag_run))
-                template = "reprise_refused"
-            else:
-                summary = rpu_reprise.recorded(region, rpu_reprise.ReprisePlan.from_dict(plan), run_id,
-                                               db_url(region.db_conn_id), **_requested(dag_run))
-                subject, text, html = rpu_reprise.summary_mail(region, summary)
-                template = "reprise_summary"
+            template, subject, text, html = rpu_reprise.failure_mail(
+                region, dict(params or {}), ti.xcom_pull(task_ids="validate"), run_id=run_id,
+                db_url=db_url(region.db_conn_id), **_requested(dag_run))
             # its own key: once `send` is cleared and succeeds, `notify` still sends the complete summary
             rpu_reprise.mail_ars(region, template, subject, text, html, db_url(region.db_conn_id),
                                  key=f"reprise:{run_id}:notify_failure")

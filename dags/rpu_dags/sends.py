@@ -5,19 +5,20 @@ import re
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import task
 
+from rpu import dagset
 from rpu.config import Region
-from rpu_dags.common import dag_args, failure_doc
+from rpu_dags.common import failure_doc, region_dag
 
 
-SENDS = {
-    "invs": ("send_invs", "send_invs_schedule", "Daily OSCOUR files to InVS / Santé publique France: for each "
+WHAT = {
+    "invs": ("Daily OSCOUR files to InVS / Santé publique France: for each "
              "FINESS_ordre of an active establishment with data, its stored visits of the sliding window (J-{window} "
              "… J-1 by entry date), declaring only the days it provides."),
-    "ars": ("export_ars", "export_ars_schedule", "Daily flat export of the regional base to the ARS (CSV, gzip, with "
+    "ars": ("Daily flat export of the regional base to the ARS (CSV, gzip, with "
             "a manifest of counts per FINESS_ordre and day), the sliding window, shadow establishments included."),
-    "atih": ("send_atih", "send_atih_schedule", "Anonymised files to ATIH, per FINESS_ordre of an active "
+    "atih": ("Anonymised files to ATIH, per FINESS_ordre of an active "
              "establishment with data, cumulative since 1 January to the end of the previous {atih_period} "
              "({atih_frequency}); in January and at the first run after it, also the closing file of the previous "
              "year (1 January–31 December)."),
@@ -31,34 +32,32 @@ def invs_deadline(region: Region):
     is not a plain daily "M H * * *" or the deadline is `none`."""
     from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
 
-    m = re.fullmatch(r"(\d{1,2}) (\d{1,2}) \* \* \*", region.send_invs_schedule.strip())
-    if not region.send_invs_deadline or not m:
+    m = re.fullmatch(r"(\d{1,2}) (\d{1,2}) \* \* \*", region.sends.schedule("invs").strip())
+    if not region.sends.invs_deadline or not m:
         return None
-    hour, minute = map(int, region.send_invs_deadline.split(":"))
+    hour, minute = map(int, region.sends.invs_deadline.split(":"))
     minutes = (hour * 60 + minute - int(m.group(2)) * 60 - int(m.group(1))) % (24 * 60)
     return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=minutes),
                          callback=SyncCallback("rpu.ops.deadline_missed",
-                                               kwargs={"region": region.code, "deadline": region.send_invs_deadline}),
-                         name=f"{region.code}_send_invs not succeeded by {region.send_invs_deadline}")
+                                               kwargs={"region": region.code, "deadline": region.sends.invs_deadline}),
+                         name=f"{region.code}_send_invs not succeeded by {region.sends.invs_deadline}")
 
 
 def build_send(region: Region, recipient: str):
     """`<code>_send_invs`, `<code>_export_ars`, `<code>_send_atih`: one mapped task per file sent."""
-    kind, schedule_attr, what = SENDS[recipient]
-    target = region.recipients[recipient]
+    kind = dagset.SENDS[recipient].name
+    what = WHAT[recipient]
+    target = region.sends.recipients[recipient]
     deadline = invs_deadline(region) if recipient == "invs" else None
 
-    @dag(
-        dag_id=f"{region.code}_{kind}",
+    @region_dag(
+        region, dagset.SENDS[recipient],
         description=f"{kind.replace('_', ' ')} — {region.name}",
-        schedule=CronTriggerTimetable(getattr(region, schedule_attr), timezone=region.timezone),
-        **dag_args(region, "send"),
         deadline=deadline,
-        tags=[region.code, "rpu", kind, recipient],
         doc_md=f"""
 ### {kind} — {region.name} (`{region.code}`)
-{what.format(window=region.window_days, atih_frequency=region.atih_frequency,
-             atih_period="week" if region.atih_frequency == "weekly" else "month")}
+{what.format(window=region.sends.window_days, atih_frequency=region.atih.frequency,
+             atih_period="week" if region.atih.frequency == "weekly" else "month")}
 
 The period comes from the run's **logical date** in {region.timezone}. Each file is prepared once into the outbox
 and recorded in the send ledger (`rpu ledger --region {region.code}`), then uploaded atomically to
@@ -67,7 +66,7 @@ the very same file. To re-send a past date with the data stored now, trigger a n
 its files' EXTRACT is the time they are built, so they supersede what was sent before.
 Shadow establishments, and establishments with no accepted file yet, are not sent to InVS or ATIH; days held
 back by the quality gate are never declared (the period is split or ends before them).
-{f"The run must succeed by {region.send_invs_deadline} ({region.timezone}), else operations are mailed." if deadline else ""}
+{f"The run must succeed by {region.sends.invs_deadline} ({region.timezone}), else operations are mailed." if deadline else ""}
 
 {failure_doc(region, "send")}
 """,

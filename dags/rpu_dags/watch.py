@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import task
 
 from rpu.config import Region
-from rpu_dags.common import dag_args, failure_doc
+from rpu_dags.common import failure_doc, region_dag
 
 
 def build_watch(region: Region):
@@ -14,16 +14,13 @@ def build_watch(region: Region):
                                            "courriel à l'ARS"
     contacts = sum(1 for e in region.establishments if e.contact)
 
-    @dag(
-        dag_id=f"{region.code}_watch",
-        description=f"Daily watch at the cut-off {region.watch_cutoff}: transmissions, rejections, abnormal days "
+    @region_dag(
+        region, "watch",
+        description=f"Daily watch at the cut-off {region.watch.cutoff}: transmissions, rejections, abnormal days "
                     f"— {region.name}",
-        schedule=CronTriggerTimetable(region.watch_schedule, timezone=region.timezone),
-        **dag_args(region, "watch"),
-        tags=[region.code, "rpu", "watch"],
         doc_md=f"""
 ### Veille quotidienne — {region.name} (`{region.code}`)
-Every day at **{region.watch_cutoff}** ({region.timezone}, `watch.cutoff` of the region file) the watch looks at
+Every day at **{region.watch.cutoff}** ({region.timezone}, `watch.cutoff` of the region file) the watch looks at
 the files received since the previous cut-off and at the stored visits:
 
 - **missing transmission**: active establishments with no accepted file since the previous cut-off, with the
@@ -34,12 +31,12 @@ the files received since the previous cut-off and at the stored visits:
 - **rejected files** since the previous cut-off, with their reasons; **late files** (received after the
   cut-off of the day they were due);
 - **abnormal days**: a day of the last 7 whose visit count is below μ − 3σ of the same weekday over the previous
-  {region.watch_history_weeks} weeks (days below μ − 2σ dropped first); a **sudden drop of the DP coding rate**;
+  {region.watch.history_weeks} weeks (days below μ − 2σ dropped first); a **sudden drop of the DP coding rate**;
 - **shadow establishments ready to switch** (7 consecutive days of accepted files).
 
 Findings are kept in the `alert` table of the regional database (view `open_alert`): an alert is mailed when
 new, once more when a gap reaches 8 days, and when it closes — never every day. **One** mail to the ARS
-({ars}) when there is something new{", and every day (daily digest)" if region.watch_daily_digest else ""};
+({ars}) when there is something new{", and every day (daily digest)" if region.watch.daily_digest else ""};
 a notice to the technical contact of the establishment concerned ({contacts} establishment(s) with a contact).
 Counts, dates, FINESS and file names only: never patient data. Rules: `docs/watch.md`.
 
@@ -62,15 +59,16 @@ refused for good is told once to operations). The log of `check` lists the findi
             """Find what is wrong at the run's cut-off and record it in the alert history."""
             import logging
 
-            from rpu import store, watch as rpu_watch
+            from rpu import store
             from rpu.connections import db_url
+            from rpu.watch import alerts, mails, rules
 
             when = logical_date or getattr(dag_run, "run_after", None)
             now = pendulum.instance(when).in_timezone(region.timezone)
             with store.connection(db_url(region.db_conn_id)) as conn:
-                found = rpu_watch.findings(conn, region, now)
-                logging.getLogger("rpu.watch").info("%s", rpu_watch.describe(found))
-                notices = rpu_watch.record(conn, region, found, now)
+                found = rules.findings(conn, region, now)
+                logging.getLogger("rpu.watch").info("%s", mails.describe(found))
+                notices = alerts.record(conn, region, found, now)
             logging.getLogger("rpu.watch").info("%d notice(s) to mail: %s", len(notices), ", ".join(
                 f"{n['kind']}/{n['notice']} {n['etab']}" for n in notices) or "none")
             return {"findings": found.to_dict(), "notices": notices}
@@ -80,11 +78,12 @@ refused for good is told once to operations). The log of `check` lists the findi
             """Mail the ARS summary and the establishments' notices, then mark the alerts notified."""
             import logging
 
-            from rpu import store, watch as rpu_watch
+            from rpu import store
             from rpu.connections import db_url
+            from rpu.watch import mails
 
             with store.connection(db_url(region.db_conn_id)) as conn:
-                sent = rpu_watch.notify(conn, region, result["findings"], result["notices"])
+                sent = mails.notify(conn, region, result["findings"], result["notices"])
             logging.getLogger("rpu.watch").info("%d mail(s) sent: %s", len(sent), "; ".join(
                 f"{m['template']} to {', '.join(m['to'])}" for m in sent) or "none")
             return sent

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from rpu import rpu_format as F
+from rpu import visit_table
 from rpu.config import PERIOD_MARGIN_DAYS, Region
 from rpu.parse import FileRejected, Header, RawVisit, RpuReader, reader_for
 from rpu.problems import Problem
@@ -32,11 +33,7 @@ PROGRESS_EVERY = 10_000
 MAX_REPORTED_VISIT_ERRORS = 200   # receipts list this many rejected visits in detail; all are stored
 
 # Column order of a checked visit row (the staging table of include/sql, the COPY writer, the exporters).
-VISIT_COLUMNS = (
-    "idx", "line", "entry_date", "cp", "commune", "naissance", "sexe", "entree", "mode_entree", "provenance",
-    "transport", "transport_pec", "motif", "gravite", "dp", "da", "actes", "sortie", "mode_sortie",
-    "destination", "orient", "extra", "raw_invalid", "flags",
-)
+VISIT_COLUMNS = visit_table.VISIT_COLUMNS
 
 
 @dataclass
@@ -249,7 +246,7 @@ def check_file(path: Path | str, region: Region | None = None, sender: str | Non
     `progress(n)` is called every PROGRESS_EVERY visits (progress bars of the CLI)."""
     path = Path(path)
     report = FileReport(file=name or path.name)
-    reader = reader_for(path, max_bytes=region.max_file_bytes if region else None)
+    reader = reader_for(path, max_bytes=region.intake.max_file_bytes if region else None)
     gc_was_enabled = gc.isenabled()
     gc.disable()   # millions of short-lived objects, no cycles: the collector would only cost time
     try:
@@ -301,7 +298,7 @@ def check_file(path: Path | str, region: Region | None = None, sender: str | Non
         if report.period_start is None or report.period_end is None:
             # half a declared period and no accepted visit to complete it: no day is replaced
             report.period_start = report.period_end = None
-        bound_period(report, region.period_margin_days if region else PERIOD_MARGIN_DAYS)
+        bound_period(report, region.intake.period_margin_days if region else PERIOD_MARGIN_DAYS)
     else:
         report.per_day.clear()   # "accepted visits per entry date": none in a rejected file
     return report

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from rpu import rpu_format
+from rpu import expectations
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -25,6 +26,9 @@ def regions_dir() -> Path:
 
 RECIPIENTS = ("invs", "ars", "atih")
 ATIH_SCHEDULES = {"monthly": "0 6 2 * *", "weekly": "0 6 * * 1"}
+SEND_SCHEDULES = {"invs": "30 5 * * *", "ars": "0 6 * * *", "atih": ATIH_SCHEDULES["monthly"]}
+# the key of each recipient's cron under `schedules:` of the region file
+SCHEDULE_KEYS = {"invs": "send_invs", "ars": "export_ars", "atih": "send_atih"}
 PERIOD_MARGIN_DAYS = 31   # a file replaces at most this many days beyond its visits' span (docs/intake.md)
 CHUNK_FILES = 5           # files per mapped intake task instance
 DEMO_GEO_TABLE = PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv"
@@ -214,6 +218,61 @@ class Recipient:
 
 
 @dataclass(frozen=True)
+class IntakeSettings:
+    """`intake:` of the region file: the establishments' inboxes and how files are taken from them."""
+    schedule: str = "*/10 * * * *"
+    base_dir: str = ""                          # intake.base_dir: the tree's root on the SFTP server
+    layout: Layout = field(default_factory=Layout)
+    stable_seconds: float = 5.0
+    max_file_bytes: int = 512 * 1024 * 1024     # intake.max_file_mb
+    temp_suffixes: tuple[str, ...] = TEMP_SUFFIXES
+    period_margin_days: int = PERIOD_MARGIN_DAYS
+    chunk_files: int = CHUNK_FILES
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    """What is sent to whom and when: `window_days`, `recipients:`, `schedules:`, `ars_export:`."""
+    window_days: int = 7
+    recipients: dict[str, Recipient] = field(default_factory=dict)
+    schedules: dict[str, str] = field(default_factory=lambda: dict(SEND_SCHEDULES))   # recipient → cron
+    invs_deadline: str | None = "08:00"         # schedules.send_invs_deadline
+    ars_identifying: bool = False               # ars_export.identifying
+
+    def schedule(self, recipient: str) -> str:
+        """The cron of the scheduled send to `recipient` (invs, ars, atih)."""
+        return self.schedules[recipient]
+
+
+@dataclass(frozen=True)
+class AtihSettings:
+    """`atih:` of the region file: how often, and the postal code → PMSI geographic table."""
+    frequency: str = "monthly"
+    geo_table: Path | None = None
+    geo_min_match: float = 0.95
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """`watch:` of the region file."""
+    cutoff: str = "06:00"
+    daily_digest: bool = False
+    history_weeks: int = 8
+
+    @property
+    def schedule(self) -> str:
+        """Cron of the watch DAG: every day at the cut-off hour."""
+        hour, minute = self.cutoff.split(":")
+        return f"{int(minute)} {int(hour)} * * *"
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """`quality:` of the region file: the expectations whose failure quarantines a batch."""
+    blocking: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Region:
     code: str
     name: str
@@ -223,16 +282,16 @@ class Region:
     db_conn_id: str
     sftp_intake_conn_id: str
     smtp_conn_id: str
-    intake_schedule: str = "*/10 * * * *"
-    sftp_base_dir: str = ""
-    layout: Layout = field(default_factory=Layout)
-    stable_seconds: float = 5.0
-    max_file_bytes: int = 512 * 1024 * 1024
-    temp_suffixes: tuple[str, ...] = TEMP_SUFFIXES
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    sends: SendSettings = field(default_factory=SendSettings)
+    atih: AtihSettings = field(default_factory=AtihSettings)
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    # directories on the concentrator's disk (tests point them elsewhere with `adjusted`)
     archive_dir: Path = Path("var/archive")
     archive_retention_days: int | None = None   # None: keep every raw file
-    period_margin_days: int = PERIOD_MARGIN_DAYS
-    chunk_files: int = CHUNK_FILES
+    outbox_dir: Path = Path("var/outbox")
+    # every DAG of the region: retries, timeouts, who is told
     retries: int = 3
     retry_delay_minutes: float = 5.0
     retry_max_delay_minutes: float = 60.0
@@ -241,29 +300,18 @@ class Region:
     ars_emails: tuple[str, ...] = ()
     ars_none: bool = False
     ops_emails: tuple[str, ...] = ()
-    outbox_dir: Path = Path("var/outbox")
-    window_days: int = 7
-    recipients: dict[str, Recipient] = field(default_factory=dict)
-    send_invs_schedule: str = "30 5 * * *"
-    send_invs_deadline: str | None = "08:00"
-    export_ars_schedule: str = "0 6 * * *"
-    atih_frequency: str = "monthly"
-    send_atih_schedule: str = ATIH_SCHEDULES["monthly"]
-    geo_table: Path | None = None
-    geo_min_match: float = 0.95
-    ars_identifying: bool = False
-    watch_cutoff: str = "06:00"
-    watch_daily_digest: bool = False
-    watch_history_weeks: int = 8
-    quality_blocking: tuple[str, ...] = ()
     old_concentrator: bool = False
     source: Path | None = None
 
-    @property
-    def watch_schedule(self) -> str:
-        """Cron of the watch DAG: every day at the cut-off hour."""
-        hour, minute = self.watch_cutoff.split(":")
-        return f"{int(minute)} {int(hour)} * * *"
+    def adjusted(self, **changes) -> Region:
+        """A copy with some settings changed: a top-level field as `dataclasses.replace` takes it, a group's fields
+        as a dict (`region.adjusted(intake={"max_file_bytes": 100}, outbox_dir=tmp)`)."""
+        out = {}
+        for name, value in changes.items():
+            current = getattr(self, name)
+            out[name] = (replace(current, **value) if isinstance(value, dict) and is_dataclass(current)
+                         else value)
+        return replace(self, **out)
 
     @property
     def active(self) -> tuple[Establishment, ...]:
@@ -286,8 +334,8 @@ class Region:
 
     def remote_dir(self, kind: str, finess: str) -> str:
         """Path on the intake SFTP server of an establishment's inbox/archive/rejected/ack directory."""
-        rel = getattr(self.layout, kind).format(finess=finess)
-        base = self.sftp_base_dir.rstrip("/")
+        rel = getattr(self.intake.layout, kind).format(finess=finess)
+        base = self.intake.base_dir.rstrip("/")
         return f"{base}/{rel}" if base else rel
 
 
@@ -343,22 +391,15 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
     if geo and _project_path(geo) == DEMO_GEO_TABLE and data["code"] != "demo":
         problems.append(f"atih.geo_table: {geo!r} is the demo sample, not ATIH's table: name the PMSI table of the "
                         "year, or leave the key out and load the table with `rpu geo load`")
-    blocking = data.get("quality", {}).get("blocking", [])
-    if blocking:
-        # a name that is no expectation would hold every batch of the region (the gate cannot judge it)
-        from rpu.quality import catalogue
-
-        known = catalogue()
-        for i, name in enumerate(blocking):
-            if name not in known:
-                problems.append(f"quality.blocking[{i}]: {name!r} is not an expectation of the quality suites "
-                                f"(known: {', '.join(sorted(known))})")
+    problems += expectations.blocking_problems(data.get("quality", {}).get("blocking", []))
     if problems:
         raise ConfigError("invalid region file:\n  " + "\n  ".join(f"{source}: {p}" for p in problems))
 
     code = data["code"]
     conns = data.get("connections", {})
     intake = data.get("intake", {})
+    schedules = data.get("schedules", {})
+    atih = data.get("atih", {})
     data_dir = Path(os.environ.get("RPU_DATA_DIR", PROJECT_DIR / "var"))
     return Region(
         code=code,
@@ -373,16 +414,37 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
         db_conn_id=conns.get("db", f"rpu_{code}_db"),
         sftp_intake_conn_id=conns.get("sftp_intake", f"rpu_{code}_sftp_intake"),
         smtp_conn_id=conns.get("smtp", "smtp_default"),
-        intake_schedule=intake.get("schedule", "*/10 * * * *"),
-        sftp_base_dir=intake.get("base_dir", ""),
-        layout=Layout(**intake.get("layout", {})),
-        stable_seconds=float(intake.get("stable_seconds", 5.0)),
-        max_file_bytes=int(float(intake.get("max_file_mb", 512)) * 1024 * 1024),
-        temp_suffixes=tuple(intake.get("temp_suffixes", TEMP_SUFFIXES)),
+        intake=IntakeSettings(
+            schedule=intake.get("schedule", "*/10 * * * *"),
+            base_dir=intake.get("base_dir", ""),
+            layout=Layout(**intake.get("layout", {})),
+            stable_seconds=float(intake.get("stable_seconds", 5.0)),
+            max_file_bytes=int(float(intake.get("max_file_mb", 512)) * 1024 * 1024),
+            temp_suffixes=tuple(intake.get("temp_suffixes", TEMP_SUFFIXES)),
+            period_margin_days=intake.get("period_margin_days", PERIOD_MARGIN_DAYS),
+            chunk_files=intake.get("chunk_files", CHUNK_FILES)),
+        sends=SendSettings(
+            window_days=data.get("window_days", 7),
+            recipients={
+                name: Recipient(name, r.get("conn_id", f"rpu_{code}_sftp_{name}"), r.get("directory", ""))
+                for name in RECIPIENTS for r in [data.get("recipients", {}).get(name, {})]},
+            schedules={name: schedules.get(SCHEDULE_KEYS[name], default) for name, default in
+                       {**SEND_SCHEDULES, "atih": ATIH_SCHEDULES[atih.get("frequency", "monthly")]}.items()},
+            invs_deadline=None if schedules.get("send_invs_deadline") == "none"
+            else schedules.get("send_invs_deadline", "08:00"),
+            ars_identifying=data.get("ars_export", {}).get("identifying", False)),
+        atih=AtihSettings(
+            frequency=atih.get("frequency", "monthly"),
+            geo_table=_project_path(geo) if geo else None,
+            geo_min_match=float(atih.get("geo_min_match", 0.95))),
+        watch=WatchSettings(
+            cutoff=data.get("watch", {}).get("cutoff", "06:00"),
+            daily_digest=data.get("watch", {}).get("daily_digest", False),
+            history_weeks=data.get("watch", {}).get("history_weeks", 8)),
+        quality=QualitySettings(blocking=tuple(data.get("quality", {}).get("blocking", ()))),
         archive_dir=Path(data.get("archive_dir", data_dir / "archive" / code)),
         archive_retention_days=data.get("archive_retention_days"),
-        period_margin_days=intake.get("period_margin_days", PERIOD_MARGIN_DAYS),
-        chunk_files=intake.get("chunk_files", CHUNK_FILES),
+        outbox_dir=Path(data.get("outbox_dir", data_dir / "outbox" / code)),
         retries=data.get("retries", 3),
         retry_delay_minutes=float(data.get("retry_delay_minutes", 5)),
         retry_max_delay_minutes=float(data.get("retry_max_delay_minutes", 60)),
@@ -391,25 +453,6 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
         ars_emails=tuple(alerts.get("ars", ())),
         ars_none=alerts.get("ars_none", False),
         ops_emails=tuple(alerts.get("ops", ())),
-        outbox_dir=Path(data.get("outbox_dir", data_dir / "outbox" / code)),
-        window_days=data.get("window_days", 7),
-        recipients={
-            name: Recipient(name, r.get("conn_id", f"rpu_{code}_sftp_{name}"), r.get("directory", ""))
-            for name in RECIPIENTS for r in [data.get("recipients", {}).get(name, {})]},
-        send_invs_schedule=data.get("schedules", {}).get("send_invs", "30 5 * * *"),
-        send_invs_deadline=None if data.get("schedules", {}).get("send_invs_deadline") == "none"
-        else data.get("schedules", {}).get("send_invs_deadline", "08:00"),
-        export_ars_schedule=data.get("schedules", {}).get("export_ars", "0 6 * * *"),
-        atih_frequency=data.get("atih", {}).get("frequency", "monthly"),
-        send_atih_schedule=data.get("schedules", {}).get(
-            "send_atih", ATIH_SCHEDULES[data.get("atih", {}).get("frequency", "monthly")]),
-        geo_table=_project_path(geo) if geo else None,
-        geo_min_match=float(data.get("atih", {}).get("geo_min_match", 0.95)),
-        ars_identifying=data.get("ars_export", {}).get("identifying", False),
-        watch_cutoff=data.get("watch", {}).get("cutoff", "06:00"),
-        watch_daily_digest=data.get("watch", {}).get("daily_digest", False),
-        watch_history_weeks=data.get("watch", {}).get("history_weeks", 8),
-        quality_blocking=tuple(data.get("quality", {}).get("blocking", ())),
         old_concentrator=data.get("old_concentrator", False),
         source=Path(source) if not isinstance(source, Path) else source,
     )

@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from rpu import rpu_format as F
-from rpu import store
+from rpu import geo, store
 from rpu.config import Region
 
 log = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ def build(conn, region: Region, spec: FileSpec, path: Path) -> Written:
     """Write the file of `spec` at `path`; its EXTRACT is now."""
     extract = local_now(region)
     if spec.recipient == "ars":
-        return write_ars(conn, path, spec.start, spec.end, identifying=region.ars_identifying, extract=extract,
+        return write_ars(conn, path, spec.start, spec.end, identifying=region.sends.ars_identifying, extract=extract,
                          etab=spec.etab)
     writer = write_oscour if spec.recipient == "invs" else write_atih
     w = writer(conn, path, spec.etab, spec.ordre, spec.start, spec.end, extract)
@@ -379,9 +379,7 @@ def check_geo(conn, region: Region, specs: list[FileSpec]) -> None:
     atih = [s for s in specs if s.recipient == "atih"]
     if not atih:
         return
-    from rpu import geo
-
-    geo.ensure_loaded(conn, region.geo_table)
+    geo.ensure_loaded(conn, region.atih.geo_table)
     figures = geo.check_coverage(conn, region, sorted({s.etab for s in atih}), min(s.start for s in atih),
                                  max(s.end for s in atih))
     log.info("postal code table: %(matched)s of %(eligible)s French postal codes mapped (%(share).1f %%, %(table)s)",
@@ -395,13 +393,13 @@ def _active(region: Region, etabs) -> list[str]:
 def invs_specs(conn, region: Region, day: date, etabs=None) -> list[FileSpec]:
     """The daily OSCOUR files sent on `day`: for each FINESS_ordre of an active establishment, its provided days
     of the sliding window (one file per run of them)."""
-    start, end = window(day, region.window_days)
+    start, end = window(day, region.sends.window_days)
     return _oscour_specs(conn, "daily", _active(region, etabs), start, end)
 
 
 def ars_specs(conn, region: Region, day: date) -> list[FileSpec]:
     """The daily ARS export of `day`: the whole region (shadow establishments included), the window."""
-    start, end = window(day, region.window_days)
+    start, end = window(day, region.sends.window_days)
     return [FileSpec("ars", "daily", None, None, start, end, f"ARS_{region.code}_{start:%Y%m%d}_{end:%Y%m%d}.csv.gz",
                      manifest=True)]
 
@@ -411,9 +409,9 @@ def atih_specs(conn, region: Region, day: date, etabs=None) -> list[FileSpec]:
     1 January to the end of the period, and in January (and the first run after it) the closing file of the
     previous year (see closing_year)."""
     etabs = _active(region, etabs)
-    start, end = atih_period(day, region.atih_frequency)
+    start, end = atih_period(day, region.atih.frequency)
     specs = _atih_specs(conn, "cumulative", etabs, start, end)
-    year = closing_year(day, region.atih_frequency)
+    year = closing_year(day, region.atih.frequency)
     if year is not None and (start, end) != (date(year, 1, 1), date(year, 12, 31)):
         specs += _atih_specs(conn, "closing", etabs, date(year, 1, 1), date(year, 12, 31))
     check_geo(conn, region, specs)

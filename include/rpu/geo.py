@@ -109,11 +109,11 @@ def check_coverage(conn, region, etabs: list[str], start: date, end: date) -> di
                                      {"etabs": list(etabs), "start": start, "end": end}).fetchone()
     share = matched / eligible if eligible else 1.0
     figures = {"rows": st["rows"], "eligible": eligible, "matched": matched, "share": share,
-               "threshold": region.geo_min_match, "table": where}
-    if share < region.geo_min_match:
+               "threshold": region.atih.geo_min_match, "table": where}
+    if share < region.atih.geo_min_match:
         raise GeoTableError(
             f"region {region.code}: the postal code table ({st['rows']} codes, {where}) maps only "
             f"{matched} of {eligible} French postal codes of the visits from {start} to {end} ({share:.1%}; "
-            f"at least {region.geo_min_match:.0%} needed, atih.geo_min_match): is it ATIH's table of the year? "
+            f"at least {region.atih.geo_min_match:.0%} needed, atih.geo_min_match): is it ATIH's table of the year? "
             "Load it with `rpu geo load --db URL --file FILE`; nothing was sent to ATIH")
     return figures

@@ -18,9 +18,13 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
-from rpu import faults, files, store
+import psycopg
+
+from rpu import faults, files, loader, store
 from rpu.config import Region
 from rpu.problems import RULES, Problem
+from rpu.quality import gate, results
+from rpu.sftp import EntryChanged, EntryRefused
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +59,13 @@ def archive_copy(region: Region, path: Path, owner: str, name: str, sha256: str)
 def ingest_path(region: Region, db_url: str, path: Path, *, sender: str | None = None, name: str | None = None,
                 remote_path: str | None = None, progress=None, quality_gate: bool = True) -> dict:
     """Archive, check and load one local file, then run the quality gate on its batch (accepted files, in a
-    transaction of its own after the load's: rpu.quality.run_gate); returns the receipt data (`receipt_data`).
+    transaction of its own after the load's: rpu.quality.gate.run_gate); returns the receipt data (`receipt_data`).
     `quality_gate=False` leaves the gate out (benchmarks measure the load alone; the batch then waits for its
     gate and is not exported).
 
     A content the database refuses is rejected (DATABASE_REFUSED), a defect of the checks on it too
     (CHECK_FAILED): a file is never retried for its content. Any other database failure raises
     rpu.faults.DatabaseFault, told by SQLSTATE and place only (PostgreSQL quotes values in its messages)."""
-    import psycopg
-
     path = Path(path)
     name = name or path.name
     sha256, size = sha256_of(path)
@@ -75,13 +77,11 @@ def ingest_path(region: Region, db_url: str, path: Path, *, sender: str | None =
             file_id, gated = _load(conn, region, path, name=name, sender=sender, sha256=sha256, size=size,
                                    archived=archived, remote_path=remote_path, progress=progress)
             if quality_gate:
-                from rpu import quality
-
                 step = "quality gate"
                 # also after a rerun: a crash between the load's commit and the gate's leaves the gate to do;
                 # a duplicate brings the gate of its original if that one is still waiting
-                if quality.gate_needed(conn, gated):
-                    quality.run_gate(conn, region, db_url, gated)
+                if gate.gate_needed(conn, gated):
+                    gate.run_gate(conn, region, db_url, gated)
             step = "receipt"
             return receipt_data(conn, region, file_id)
     except psycopg.Error as exc:
@@ -92,8 +92,6 @@ def _load(conn, region: Region, path: Path, *, name, sender, sha256, size, archi
           progress) -> tuple[int, int]:
     """(id of the file's record, id of the batch whose gate is due): the load, a resumed delivery, or a
     rejection for a content the database or the checks could not take."""
-    import psycopg
-
     if remote_path:
         resumed = conn.execute(store.query("find_resumed"), dict(sha256=sha256, remote_path=remote_path)).fetchone()
         if resumed:
@@ -103,9 +101,9 @@ def _load(conn, region: Region, path: Path, *, name, sender, sha256, size, archi
     common = dict(name=name, sha256=sha256, size=size, sender=sender, archive_path=archived,
                   remote_path=remote_path)
     try:
-        outcome = store.load_file(conn, path, region=region, progress=progress, **common)
+        outcome = loader.load_file(conn, path, region=region, progress=progress, **common)
     except faults.ContentRefused as exc:
-        fid = store.record_rejection(conn, exc.problem, **common)
+        fid = loader.record_rejection(conn, exc.problem, **common)
         return fid, fid
     except psycopg.Error as exc:
         if not faults.is_content_fault(exc):
@@ -113,7 +111,7 @@ def _load(conn, region: Region, path: Path, *, name, sender, sha256, size, archi
         what = faults.describe_db_error(exc, "load")
         log.error("%s from %s: %s — file rejected (DATABASE_REFUSED)", name, sender, what)
         row, column = faults.copy_position(exc)
-        fid = store.record_rejection(conn, Problem(
+        fid = loader.record_rejection(conn, Problem(
             "DATABASE_REFUSED", f"la base régionale refuse une valeur de ce fichier (SQLSTATE {exc.sqlstate}"
             + (f", colonne {column}" if column else "") + ") : corrigez-la et renvoyez le fichier",
             visit=row), **common)
@@ -158,9 +156,7 @@ def receipt_data(conn, region: Region, file_id: int) -> dict:
         "quality": None,
     }
     if not row["is_duplicate"] and row["status"] == "accepted":
-        from rpu import quality
-
-        out["quality"] = quality.file_quality(conn, file_id, region.tz)
+        out["quality"] = results.file_quality(conn, file_id, region.tz)
     return out
 
 
@@ -315,14 +311,14 @@ def name_problem(raw: bytes) -> Problem | None:
 def _too_large(region: Region, size: int) -> Problem:
     mib = 1024 * 1024
     return Problem("FILE_TOO_LARGE", f"fichier de {size / mib:.0f} Mo, au-delà de la limite de "
-                   f"{region.max_file_bytes / mib:.0f} Mo : il n'a pas été téléchargé")
+                   f"{region.intake.max_file_bytes / mib:.0f} Mo : il n'a pas été téléchargé")
 
 
 def is_candidate(region: Region, name: str | bytes) -> bool:
     """Skip hidden files and names that say they are still being written."""
     if isinstance(name, bytes):
         name = name.decode("utf-8", "surrogateescape")
-    return not name.startswith(".") and not name.lower().endswith(tuple(s.lower() for s in region.temp_suffixes))
+    return not name.startswith(".") and not name.lower().endswith(tuple(s.lower() for s in region.intake.temp_suffixes))
 
 
 def _item(region: Region, finess: str, entry) -> dict:
@@ -336,7 +332,7 @@ def _item(region: Region, finess: str, entry) -> dict:
     problem = name_problem(entry.raw)
     if problem is None and entry.kind != "file":
         problem = Problem("NOT_A_FILE", _REFUSAL_WORDS[entry.kind])
-    if problem is None and entry.size > region.max_file_bytes:
+    if problem is None and entry.size > region.intake.max_file_bytes:
         problem = _too_large(region, entry.size)
     if problem is not None:
         item["refuse"] = {"rule": problem.rule, "message": problem.message}
@@ -353,7 +349,7 @@ def _remote_path(item: dict) -> str | bytes:
 def list_new_files(region: Region, remote, *, stable_seconds: float | None = None) -> list[dict]:
     """Entries waiting in every establishment's inbox whose size and mtime did not change between two looks:
     files to ingest, and entries to refuse (`refuse` set)."""
-    wait = region.stable_seconds if stable_seconds is None else stable_seconds
+    wait = region.intake.stable_seconds if stable_seconds is None else stable_seconds
 
     def look() -> dict[bytes, tuple]:
         seen = {}
@@ -384,9 +380,9 @@ def list_new_files(region: Region, remote, *, stable_seconds: float | None = Non
 
 
 def chunks(region: Region, items: list[dict], max_map_length: int = 1024) -> list[dict]:
-    """The mapped units of an intake run: `region.chunk_files` files each, more when the backlog is such that
+    """The mapped units of an intake run: `region.intake.chunk_files` files each, more when the backlog is such that
     Airflow's max_map_length would be passed (every file waiting is taken in one run)."""
-    size = max(region.chunk_files, -(-len(items) // max_map_length))
+    size = max(region.intake.chunk_files, -(-len(items) // max_map_length))
     return [{"label": chunk_label(part), "files": part} for part in
             (items[i:i + size] for i in range(0, len(items), size))]
 
@@ -444,12 +440,10 @@ def tidy(region: Region) -> dict:
 
 
 @contextmanager
-def _entry_lock(db_url: str, path: str):
+def entry_lock(db_url: str, path: str):
     """Hold the lock of one inbox entry while it is processed: a second ingest of the same entry (a rerun
     racing a slow task) leaves it to the first, so it is loaded once and gets one receipt. The lock lives
     with its database session: a killed task frees it."""
-    import psycopg
-
     try:
         conn = store.connect(db_url)
     except psycopg.Error as exc:
@@ -472,10 +466,8 @@ def _skipped(item: dict, reason: str) -> dict:
 def ingest_remote_file(region: Region, item: dict, remote, db_url: str, work=None) -> dict:
     """Download one inbox file, ingest it, then write the receipt in ack/ and move the file out of inbox/;
     or refuse the entry (see `refuse_entry`). Returns the summary told to the task log and XCom."""
-    from rpu.sftp import EntryChanged, EntryRefused
-
     finess, name, path = item["finess"], item["name"], _remote_path(item)
-    with _entry_lock(db_url, item["path"]) as conn:
+    with entry_lock(db_url, item["path"]) as conn:
         if conn is None:
             log.info("%s · %s is being processed by another task: left to it", finess, name)
             return _skipped(item, "in progress elsewhere")
@@ -491,7 +483,7 @@ def ingest_remote_file(region: Region, item: dict, remote, db_url: str, work=Non
             try:
                 try:
                     with files.open_private(local) as out:
-                        remote.download_checked(path, out, limit=region.max_file_bytes)
+                        remote.download_checked(path, out, limit=region.intake.max_file_bytes)
                 except EntryRefused as exc:
                     problem = (_too_large(region, exc.size or item["size"]) if exc.reason == "too_large"
                                else Problem("NOT_A_FILE", _REFUSAL_WORDS[exc.reason]))
@@ -511,12 +503,10 @@ def ingest_remote_file(region: Region, item: dict, remote, db_url: str, work=Non
 def refuse_entry(region: Region, item: dict, remote, conn, problem: Problem) -> dict:
     """Refuse an inbox entry without reading it: recorded as a rejected file (once, even across reruns),
     receipt under its safe name, moved to rejected/. `conn`: the session holding the entry's lock."""
-    import psycopg
-
     try:
         found = conn.execute(store.query("find_refusal"),
                              {"remote_path": item["path"], "size": item["size"]}).fetchone()
-        fid = found[0] if found else store.record_rejection(
+        fid = found[0] if found else loader.record_rejection(
             conn, problem, name=item["name"], sha256=None, size=item["size"], sender=item["finess"],
             remote_path=item["path"])
         r = receipt_data(conn, region, fid)
@@ -531,8 +521,6 @@ def refuse_entry(region: Region, item: dict, remote, conn, problem: Problem) -> 
 def _deliver(region: Region, remote, item: dict, r: dict, conn) -> None:
     """After the commit only: receipt first, then the move (a rerun redoes both, never the load), then the
     record that the delivery is done."""
-    import psycopg
-
     finess, name = item["finess"], item["name"]
     ack_dir = region.remote_dir("ack", finess)
     remote.put_bytes(posixpath.join(ack_dir, f"{name}.ack.txt"), receipt_text(r).encode("utf-8"))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from rpu.config import Region
+from rpu import mail, outbox, store
+from rpu.config import Region, get_region
+from rpu.connections import db_url as conn_url
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,6 @@ def failure_mail(region: Region, *, dag_id: str, run_id: str | None, logical_dat
                  rendered_map_index: str | None = None, try_number: int | None = None, error: str | None = None,
                  log_url: str | None = None, deadline: str | None = None) -> tuple[str, str, str]:
     """(subject, text, html) of the mail telling operations that a run failed or missed its deadline."""
-    from rpu import mail
-
     if isinstance(logical_date, datetime):
         logical_date = logical_date.astimezone(region.tz)
     elif isinstance(logical_date, str) and logical_date:
@@ -70,15 +70,11 @@ def tell(region: Region, template: str, subject: str, text: str, html: str, *, d
          send=None) -> None:
     """Mail the region's operations: through the outbox (kept until delivered) when the database answers,
     else directly. No operations address: logged only."""
-    from rpu import mail, outbox, store
-
     if not region.ops_emails:
         log.warning("region %s: no operations address (alerts.ops): not mailed: %s", region.code, subject)
         return
     try:
         if db_url is None:
-            from rpu.connections import db_url as conn_url
-
             db_url = conn_url(region.db_conn_id)
         with store.connection(db_url) as conn:
             with conn.transaction():
@@ -102,8 +98,6 @@ def tell_failure(region: Region, *, db_url: str | None = None, send=None, **deta
 def deadline_missed(context: dict | None = None, *, region: str, deadline: str) -> None:
     """Callback of a DAG's deadline alert (Airflow imports it by its path): the run has not succeeded by the
     deadline (e.g. the daily InVS send by 08:00): operations are told."""
-    from rpu.config import get_region
-
     run = (context or {}).get("dag_run") or {}
     tell_failure(get_region(region), dag_id=run.get("dag_id", "?"), run_id=run.get("dag_run_id") or run.get("run_id"),
                  logical_date=run.get("logical_date"), reason="deadline", deadline=deadline)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from rpu import store
+from rpu import mail, store
 from rpu.config import Region
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,6 @@ def _attempt(conn, region: Region, mail_id: int, send: Callable) -> dict | None:
 
 def _report_refusals(conn, region: Region) -> int | None:
     """Queue one mail to operations about the addresses refused for good and not yet told (then told); its id."""
-    from rpu import mail
-
     with conn.transaction():
         cur = conn.execute(store.query("refusal_unreported"), {"region": region.code})
         rows = [dict(zip([c.name for c in cur.description], r)) for r in cur.fetchall()]
@@ -105,8 +103,6 @@ def flush(conn, region: Region, *, send: Callable | None = None) -> list[dict]:
     """Deliver the region's pending mails (see the module's doc). Returns what was delivered in this flush:
     template, subject, to (the addresses that accepted it); raises MailNotDelivered when addresses are still
     owed, after trying every mail."""
-    from rpu import mail
-
     send = send or mail.send
     done, owed = [], []
     ids = [r[0] for r in conn.execute(store.query("outbox_pending"), {"region": region.code}).fetchall()]

@@ -18,6 +18,7 @@ from lxml import etree
 
 from rpu import rpu_format as F
 from rpu.problems import Problem
+from rpu.xsd import schema
 
 CHUNK = 1 << 20
 DECL_RE = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']", re.S)
@@ -169,8 +170,6 @@ class RpuReader:
         if warning:
             self.warnings.append(Problem("ENCODING", warning))
         _check_prologue(self.path, encoding)
-        from rpu.xsd import schema
-
         kwargs = dict(events=("end",), resolve_entities=False, no_network=True, load_dtd=False,
                       remove_comments=True, remove_pis=True, encoding=encoding)
         if self.with_schema:
@@ -296,8 +295,6 @@ class RpuReader:
         the ETABLISSEMENT block are validated whole once closed; the two upper levels (OSCOUR, PASSAGES) through
         a skeleton of their children's tags, since iterparse reads ahead and a partly built parent may already
         hold later content (a foreign element among the PATIENTs, ETABLISSEMENT missing or misplaced)."""
-        from rpu.xsd import schema
-
         sch = schema()
         encoding, _ = sniff_encoding(self.path)
         idx = 0

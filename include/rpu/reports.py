@@ -8,18 +8,17 @@ The counting rules are documented in docs/reports.md.
 """
 from __future__ import annotations
 
-import argparse
 import calendar
 import csv
 import io
 import json
-import sys
 from datetime import date, datetime
 
 from rpu import rpu_format as F
 from rpu import store
 from rpu.config import Region
 from rpu.problems import QUALITY, RULES
+from rpu.quality import results as quality_results
 
 FORMATS = ("table", "csv", "json")
 TARGET_PCT = 80.0   # FEDORU: each item filled (and exploitable) on at least 80 % of the visits
@@ -227,10 +226,8 @@ def gates(conn, region: Region, start: date, end: date) -> list[dict]:
     files checked, files with an expectation not met, files held back, and per expectation the files failing and
     the visits concerned. [{finess, name, files, files_failed, files_quarantined, expectations: {name:
     {files_failed, unexpected_count, blocking}}}] — establishments with at least one checked file, region order."""
-    from rpu import quality
-
     per: dict[str, dict] = {}
-    for r in quality.stored_results(conn, start, end):   # one row per file, suite and expectation
+    for r in quality_results.stored_results(conn, start, end):   # one row per file, suite and expectation
         etab = (r["etab"] or "").strip()
         g = per.setdefault(etab, {"files": set(), "failed": set(), "quarantined": set(), "expectations": {}})
         g["files"].add(r["file_id"])
@@ -428,70 +425,3 @@ def _quality_csv(r: dict) -> str:
         for name, e in g["expectations"].items():
             out.append(head + ["gate_files_failed", name, e["files_failed"], g["files"], _pct(e["files_failed"], g["files"])])
     return _csv(QUALITY_CSV, out)
-
-
-# --- command line -----------------------------------------------------------------------------------------
-
-def _year(text: str) -> int:
-    if not (len(text) == 4 and text.isdigit() and 2000 <= int(text) <= 2999):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a year (YYYY, 2000–2999)")
-    return int(text)
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _cmd_transmissions(args) -> int:
-    from rpu.config import get_region
-
-    region = get_region(args.region)
-    with store.connection(args.db) as conn:
-        report = transmissions(conn, region, args.year)
-    sys.stdout.write(render(report, args.format))
-    return 0
-
-
-def _cmd_quality(args) -> int:
-    from rpu.config import get_region
-
-    if args.end < args.start:
-        print(f"rpu report quality: --to {args.end} is before --from {args.start}", file=sys.stderr)
-        return 2
-    region = get_region(args.region)
-    with store.connection(args.db) as conn:
-        report = quality(conn, region, args.start, args.end)
-    sys.stdout.write(render(report, args.format))
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `report transmissions` and `report quality` to an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "report", help="reports: transmissions per month (the ATIH table), data quality (FEDORU)",
-        description="Reports on the regional database (docs/reports.md). Exit 0, 2 on bad arguments.")
-    sub = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")
-    t = sub.add_parser(
-        "transmissions", help="files received and RPUs per establishment and month, cumulative, vs. sent to ATIH",
-        description="Per establishment and month of YEAR: accepted files (by EXTRACT month) and stored RPUs (by "
-                    "entry month), cumulative from 1 January to the end of each month as ATIH shows them, and the "
-                    "RPU count of the ATIH file sent for that month (send ledger) with whether it matches.")
-    t.add_argument("--region", required=True)
-    t.add_argument("--db", required=True, metavar="URL")
-    t.add_argument("--year", required=True, type=_year, metavar="YYYY")
-    t.add_argument("--format", choices=FORMATS, default="table")
-    t.set_defaults(func=_cmd_transmissions)
-    q = sub.add_parser(
-        "quality", help="completeness and exploitabilité per item and establishment, flagged visits per rule",
-        description="FEDORU completeness and exploitabilité of every RPU item per establishment and for the "
-                    "region, and the share of visits flagged per quality rule, over the visits entered from "
-                    "--from to --to (inclusive).")
-    q.add_argument("--region", required=True)
-    q.add_argument("--db", required=True, metavar="URL")
-    q.add_argument("--from", dest="start", required=True, type=_day, metavar="YYYY-MM-DD")
-    q.add_argument("--to", dest="end", required=True, type=_day, metavar="YYYY-MM-DD")
-    q.add_argument("--format", choices=FORMATS, default="table")
-    q.set_defaults(func=_cmd_quality)

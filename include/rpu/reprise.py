@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Callable
 
-from rpu import exports, store
+from rpu import exports, mail, outbox, sends, store
 from rpu.config import Region
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,12 @@ STATUS_LABELS = {
     "count_failed": "ÉCHEC du comptage",
 }
 FAILED = ("failed", "count_failed")
+# the trigger form's words for each recipient (what the ARS chooses from)
+FORM_RECIPIENT_LABELS = {
+    "invs": "InVS / Santé publique France (un fichier par mois)",
+    "atih": "ATIH (fichier anonymisé, cumul depuis le 1er janvier)",
+    "ars": "ARS (export à plat de l'établissement)",
+}
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -83,6 +89,35 @@ class ReprisePlan:
                    start=date.fromisoformat(d["start"]), end=date.fromisoformat(d["end"]),
                    recipients=tuple(d["recipients"]), dry_run=bool(d["dry_run"]),
                    today=date.fromisoformat(d["today"]))
+
+
+def form(region: Region) -> dict[str, dict]:
+    """The trigger form of the `<code>_reprise` DAG: each field as the keyword arguments of an Airflow Param
+    (French titles and help, the region's establishments, the recipients, the MAX_DAYS limit)."""
+    choices = {e.finess: f"{e.name} ({e.finess})" + (" — en ombre : ARS seulement" if e.status == "shadow" else "")
+               for e in region.establishments}
+    return {
+        "establishment": dict(
+            type="string", enum=list(choices), values_display=choices, title="Établissement",
+            description="L'établissement dont les données sont à renvoyer (nom et FINESS géographique)."),
+        "start_date": dict(
+            type="string", format="date", title="Date de début",
+            description="Premier jour à renvoyer (date d'entrée aux urgences, incluse)."),
+        "end_date": dict(
+            type="string", format="date", title="Date de fin",
+            description=f"Dernier jour à renvoyer (inclus) : au plus aujourd'hui ; la période compte au plus "
+                        f"{MAX_DAYS} jours, bornes comprises."),
+        "recipients": dict(
+            default=["invs"], type="array", title="Destinataires", minItems=1, uniqueItems=True,
+            items={"type": "string", "enum": list(FORM_RECIPIENT_LABELS)},
+            examples=list(FORM_RECIPIENT_LABELS),   # the trigger form's multi-select offers these
+            values_display=FORM_RECIPIENT_LABELS,
+            description="À qui renvoyer : InVS par défaut ; ATIH et ARS en plus si besoin."),
+        "dry_run": dict(
+            default=False, type="boolean", title="Simulation (rien n'est envoyé)",
+            description="Cochée : compte seulement ce qui serait envoyé et l'écrit dans le courriel, "
+                        "sans rien préparer, envoyer ni enregistrer."),
+    }
 
 
 def today_in(region: Region, now: datetime | None = None) -> date:
@@ -217,8 +252,6 @@ def run(region: Region, plan: ReprisePlan, run_id: str, db_url: str,
     others; it is `failed` in the summary (the reason is in the log only) and `failed_files(summary)` is not
     empty — the caller raises, and a retry with the same run id re-sends only what is missing.
     Dry run: a COUNT per file, nothing built, nothing recorded, nothing uploaded."""
-    from rpu import sends
-
     files = []
     with store.connection(db_url) as conn:
         planned = specs(conn, region, plan)
@@ -269,8 +302,6 @@ def recorded(region: Region, plan: ReprisePlan, run_id: str, db_url: str, *, req
     """The summary of a run whose `send` failed, from the send ledger: a file of the plan is `sent` if the
     ledger says so for this run, else failed (not prepared, not uploaded, or a simulation that could not
     count)."""
-    from rpu import sends
-
     files = []
     with store.connection(db_url) as conn:
         try:
@@ -302,8 +333,6 @@ def refusal_mail(region: Region, params: dict, problems: list[str], *, run_id: s
                  requested_at: str | None = None, requested_by: str | None = None) -> tuple[str, str, str]:
     """(subject, text, html) of the mail telling the ARS that a reprise did not start: the form's problems,
     or, when the form is fine (the check itself failed), that operations are on it. Nothing was sent."""
-    from rpu import mail
-
     finess = str(params.get("establishment") or "").strip()
     site = next((e for e in region.establishments if e.finess == finess), None)
     form = {"etab": finess, "etab_name": site.name if site else None,
@@ -314,13 +343,26 @@ def refusal_mail(region: Region, params: dict, problems: list[str], *, run_id: s
                        requested_at=requested_at, requested_by=requested_by, recipient_labels=RECIPIENT_LABELS)
 
 
+def failure_mail(region: Region, params: dict, plan: dict | None, *, run_id: str, db_url: str,
+                 requested_at: str | None = None, requested_by: str | None = None) -> tuple[str, str, str, str]:
+    """(template, subject, text, html) of the mail telling the ARS that its reprise failed: the form's problems
+    when it was refused (`plan` None: `validate` failed), else which files reached their recipient and which did
+    not (`send` failed after its retries, from the ledger)."""
+    if plan is None:
+        problems = problems_of(region, dict(params or {}), today_in(region))
+        subject, text, html = refusal_mail(region, dict(params or {}), problems, run_id=run_id,
+                                           requested_at=requested_at, requested_by=requested_by)
+        return ("reprise_refused", subject, text, html)
+    summary = recorded(region, ReprisePlan.from_dict(plan), run_id, db_url, requested_at=requested_at,
+                       requested_by=requested_by)
+    return ("reprise_summary", *summary_mail(region, summary))
+
+
 def mail_ars(region: Region, template: str, subject: str, text: str, html: str, db_url: str, *, key: str,
              send=None) -> list[dict]:
     """Queue a mail to the region's ARS addresses in the outbox — once per `key` (run and task), however often
     the task is retried — and deliver what is pending; a mail the SMTP server did not take stays pending
     (rpu.outbox.MailNotDelivered is raised) and leaves with the next flush."""
-    from rpu import outbox
-
     with store.connection(db_url) as conn:
         with conn.transaction():
             outbox.queue(conn, region, template, list(region.ars_emails), subject, text, html,
@@ -330,8 +372,6 @@ def mail_ars(region: Region, template: str, subject: str, text: str, html: str, 
 
 def summary_mail(region: Region, summary: dict) -> tuple[str, str, str]:
     """(subject, text, html) of the mail telling the ARS what the reprise sent (or would send)."""
-    from rpu import mail
-
     return mail.render("reprise_summary", region=region, s=summary, recipient_labels=RECIPIENT_LABELS,
                        status_labels=STATUS_LABELS, max_days=MAX_DAYS)
 

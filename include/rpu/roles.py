@@ -20,19 +20,15 @@ FabAuthManager` and a migrated metadata database (`airflow db migrate`).
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import pkgutil
-import sys
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rpu.config import PROJECT_DIR, Region, load_regions
+from rpu import dagset
+from rpu.config import Region
+from rpu.dagset import ARS_PREFIX, ars_role
 
 ADMIN_ROLE = "Admin"          # FAB's built-in administrator role
 ATIH_ROLE = "ATIH"
-ARS_PREFIX = "ARS_"
 LECTEUR_PREFIX = "Lecteur_"
 
 # FAB actions and resources (names as stored by FAB; see airflow.providers.fab.www.security.permissions)
@@ -54,10 +50,6 @@ ARS_BASE = PERSONAL | {
 }
 
 
-def ars_role(code: str) -> str:
-    return f"{ARS_PREFIX}{code}"
-
-
 def lecteur_role(finess: str) -> str:
     return f"{LECTEUR_PREFIX}{finess}"
 
@@ -70,22 +62,8 @@ class RegionDags:
 
 
 def region_dags(region: Region) -> RegionDags:
-    """Build the region's DAGs with the project's factories (dags/rpu_dags, as dags/rpu_regions.py does)."""
-    dags_dir = str(PROJECT_DIR / "dags")
-    if dags_dir not in sys.path:
-        sys.path.insert(0, dags_dir)
-    import rpu_dags
-
-    out = RegionDags()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")      # access_control's deprecation notice, once per DAG
-        for info in sorted(pkgutil.iter_modules(rpu_dags.__path__), key=lambda m: m.name):
-            for build in getattr(importlib.import_module(f"rpu_dags.{info.name}"), "BUILDERS", ()):
-                dag = build(region)
-                out.dag_ids.append(dag.dag_id)
-                if dag.access_control:
-                    out.self_managed.append(dag.dag_id)
-    return out
+    """The region's DAG ids as rpu.dagset lists them (the ones dags/rpu_dags builds; tests/dags checks they agree)."""
+    return RegionDags(dagset.dag_ids(region.code), dagset.self_managed_ids(region.code))
 
 
 def desired_roles(regions: Iterable[Region], viewer_permissions: Iterable[tuple[str, str]],
@@ -144,47 +122,3 @@ def sync(regions: list[Region], *, dry_run: bool = False, out=print) -> dict:
                 counts["unknown_roles"] += 1
                 out(f"role {role.name}: no such region or establishment in the region files (left as is)")
     return counts
-
-
-def cmd_sync(args) -> int:
-    from airflow.configuration import conf
-
-    manager = conf.get("core", "auth_manager", fallback="")
-    if "FabAuthManager" not in manager:
-        print(f"rpu roles: Airflow's auth manager is {manager or '(default)'}, not the FAB auth manager: set "
-              "AIRFLOW__CORE__AUTH_MANAGER=airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager "
-              "(roles exist only there)", file=sys.stderr)
-        return 2
-    regions = load_regions()
-    counts = sync(regions, dry_run=args.dry_run)
-    verb = "would change" if args.dry_run else "changed"
-    print(f"{len(regions)} region(s): {counts['roles_created']} role(s) created, {counts['permissions_added']} "
-          f"permission(s) added, {counts['permissions_removed']} removed ({verb}); "
-          f"{counts['unknown_roles']} role(s) of unknown regions/establishments left as is")
-    return 0
-
-
-def register(subparsers) -> None:
-    """`rpu roles sync [--dry-run]`."""
-    r = subparsers.add_parser("roles", help="Airflow roles of the dashboard and the region DAGs (FAB auth manager)",
-                              description=__doc__.split("\n\n")[0])
-    rsub = r.add_subparsers(dest="roles_command", required=True, metavar="ACTION")
-    s = rsub.add_parser("sync", help="create/update the roles ATIH, ARS_<region>, Lecteur_<FINESS> from the "
-                                     "region files",
-                        description="Create the missing roles ATIH, ARS_<code> (one per region file) and "
-                                    "Lecteur_<FINESS> (one per establishment) and set their permissions. "
-                                    "Run it before the dag-processor parses a new region's DAGs.")
-    s.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
-    s.set_defaults(func=cmd_sync)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m rpu.roles sync` (the same as `rpu roles sync`)."""
-    p = argparse.ArgumentParser(prog="python -m rpu.roles")
-    register(p.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = p.parse_args(["roles", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

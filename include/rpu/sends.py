@@ -86,7 +86,7 @@ def send(region: Region, spec: FileSpec, run_id: str, db_url: str, open_remote) 
         entry = prepare(conn, region, spec, run_id)
         try:
             with open_remote() as remote:
-                entry = deliver(conn, entry, remote, region.recipients[spec.recipient].directory)
+                entry = deliver(conn, entry, remote, region.sends.recipients[spec.recipient].directory)
         except Exception as exc:   # outage, refused upload…: recorded, then raised for Airflow to retry
             with conn.transaction():
                 conn.execute(store.query("ledger_result"), {"id": entry["id"], "status": "failed",

@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
+from rpu import visit_table
+
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
@@ -30,6 +32,20 @@ class MigrationError(RuntimeError):
 def query(name: str) -> str:
     """The text of include/sql/queries/<name>.sql."""
     return (SQL_DIR / "queries" / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def fetch_one(conn, name: str, params: dict) -> dict | None:
+    """The first row of the named query, as a dict (None when it returns no row)."""
+    cur = conn.execute(query(name), params)
+    row = cur.fetchone()
+    return dict(zip([c.name for c in cur.description], row)) if row else None
+
+
+def fetch_all(conn, name: str, params: dict) -> list[dict]:
+    """Every row of the named query, as dicts."""
+    cur = conn.execute(query(name), params)
+    cols = [c.name for c in cur.description]
+    return [dict(zip(cols, r)) for r in cur]
 
 
 def connect(db_url: str, **kw):
@@ -126,12 +142,8 @@ def _ts(t: datetime | None) -> str:
     return t.isoformat(sep=" ") if t else NULL
 
 
-# Stage columns: the checked visit (rpu.checks.VISIT_COLUMNS) then the rejection fields.
-STAGE_COLUMNS = (
-    "idx", "line", "entry_date", "cp", "commune", "naissance", "sexe", "entree", "mode_entree", "provenance",
-    "transport", "transport_pec", "motif", "gravite", "dp", "da", "actes", "sortie", "mode_sortie",
-    "destination", "orient", "extra", "raw_invalid", "flags", "reject_rule", "reject_message", "raw",
-)
+# Stage columns (rpu.visit_table, generated from rpu_format): the checked visit, then the rejection fields.
+STAGE_COLUMNS = visit_table.STAGE_COLUMNS
 _VISIT_TAIL = "\t\\N\t\\N\t\\N\n"
 
 
@@ -164,7 +176,7 @@ def render_rejected(raw, problem) -> str:
         payload["LISTE_ACTES"] = raw.actes
     if raw.extra:
         payload.update(raw.extra)
-    return "\t".join([str(raw.idx), str(raw.line or 0)] + [NULL] * 22 + [
+    return "\t".join([str(raw.idx), str(raw.line or 0)] + [NULL] * visit_table.EMPTY_IN_REJECTED + [
         _text(problem.rule), _text(problem.message), json.dumps(payload, ensure_ascii=False).translate(_ESC)]) + "\n"
 
 
@@ -216,18 +228,6 @@ def statements(name: str) -> list[str]:
             all(line.strip().startswith("--") or not line.strip() for line in s.splitlines())]
 
 
-class LoadOutcome:
-    """What a load did: the file's status, its id, the days it applied and those it left to newer data."""
-
-    def __init__(self, status: str, file_id: int, report, applied=(), kept=(), duplicate_of=None):
-        self.status = status
-        self.file_id = file_id
-        self.report = report
-        self.applied = list(applied)
-        self.kept = list(kept)
-        self.duplicate_of = duplicate_of
-
-
 def _file_params(report, *, name, sha256, size, sender, status, archive_path, remote_path, received_at,
                  duplicate_of=None, loaded=0) -> dict:
     from psycopg.types.json import Jsonb
@@ -253,84 +253,33 @@ def find_duplicate(conn, sha256: str, who: str | None):
     return conn.execute(query("find_duplicate"), {"sha256": sha256, "who": who}).fetchone()
 
 
-def record_rejection(conn, problem, *, name: str, sha256: str | None, size: int, sender: str | None,
-                     archive_path=None, remote_path=None, received_at=None) -> int:
-    """Record a file rejected outside rpu.checks (an inbox entry refused before reading it, a content the
-    database refused): a received file like any other, with its reason; returns its id."""
-    from rpu.checks import FileReport
-
-    report = FileReport(file=name, accepted=False, errors=[problem])
-    with conn.transaction():
-        return conn.execute(query("insert_received_file"), _file_params(
-            report, status="rejected", name=name, sha256=sha256, size=size, sender=sender,
-            archive_path=archive_path, remote_path=remote_path, received_at=received_at)).fetchone()[0]
+def insert_file(conn, report, *, status: str, name: str, sha256: str | None, size: int, sender: str | None,
+                archive_path=None, remote_path=None, received_at=None, duplicate_of=None) -> int:
+    """Record a received file (its checks' report, or None for a duplicate) with its status; returns its id."""
+    return conn.execute(query("insert_received_file"), _file_params(
+        report, status=status, name=name, sha256=sha256, size=size, sender=sender, archive_path=archive_path,
+        remote_path=remote_path, received_at=received_at, duplicate_of=duplicate_of)).fetchone()[0]
 
 
-def load_file(conn, path: Path, *, region, sender: str | None, name: str, sha256: str, size: int,
-              archive_path=None, remote_path=None, received_at=None, progress=None) -> LoadOutcome:
-    """Check and load one file in ONE transaction: COPY into a stage, then cancel-and-replace per day.
+def lock_establishment(conn, etab: str) -> None:
+    """One load at a time per establishment, until the end of the transaction (the quality gate takes the same
+    key: quality_lock.sql)."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('rpu-etab:' || %s))", (etab,))
 
-    A crash at any point rolls everything back (the previous data stays); the content of a file already
-    accepted from the same sender is recorded as a duplicate and changes nothing. A failure of the checks
-    themselves on this content (a defect no rule names) raises ContentRefused (CHECK_FAILED): the caller
-    rejects the file rather than retrying it forever."""
-    import psycopg
-    from psycopg.pq import TransactionStatus
 
-    from rpu import faults
-    from rpu.checks import check_file
-    from rpu.parse import ParserStopped
-    from rpu.problems import Problem
-
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        # inside a caller's transaction our block would only be a savepoint: refuse rather than half-commit
-        raise RuntimeError("load_file needs a connection outside any transaction (autocommit mode)")
-    common = dict(name=name, sha256=sha256, size=size, sender=sender, archive_path=archive_path,
-                  remote_path=remote_path, received_at=received_at)
-    with conn.transaction():
-        dup = find_duplicate(conn, sha256, sender)
-        if dup:
-            fid = conn.execute(query("insert_received_file"), _file_params(
-                None, status="duplicate", duplicate_of=dup[0], **common)).fetchone()[0]
-            return LoadOutcome("duplicate", fid, None, duplicate_of=dup[0])
-        create_stage(conn)
-        try:
-            with copy_stage(conn) as copy:
-                sink = CopySink(copy)
-                report = check_file(path, region, sender, sink, name=name, progress=progress)
-                sink.flush()
-        except (psycopg.Error, OSError, MemoryError, ParserStopped):
-            raise
-        except Exception as exc:
-            log.error("checking %s failed (%s): file rejected as CHECK_FAILED", name, faults.code_location(exc))
-            raise faults.ContentRefused(Problem(
-                "CHECK_FAILED", "le contrôle de ce fichier a échoué sur un cas imprévu : il est conservé par "
-                "l'ORU, qui corrigera le contrôle ; contactez-le avant de le renvoyer")) from None
-        if not report.accepted:
-            # nothing of a rejected file is stored but its record and reasons (the stage is dropped)
-            conn.execute("TRUNCATE stage")
-            fid = conn.execute(query("insert_received_file"), _file_params(
-                report, status="rejected", **common)).fetchone()[0]
-            return LoadOutcome("rejected", fid, report)
-        # one load at a time per establishment; re-check duplicates under the lock (same file twice at once)
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('rpu-etab:' || %s))", (report.etab,))
-        dup = find_duplicate(conn, sha256, sender or report.etab)
-        if dup:
-            fid = conn.execute(query("insert_received_file"), _file_params(
-                None, status="duplicate", duplicate_of=dup[0], **common)).fetchone()[0]
-            return LoadOutcome("duplicate", fid, None, duplicate_of=dup[0])
-        fid = conn.execute(query("insert_received_file"), _file_params(
-            report, status="accepted", **common)).fetchone()[0]
-        applied, kept = [], []
-        if report.period_start is not None:
-            applied, kept = conn.execute(query("replace_period"), dict(
-                file_id=fid, etab=report.etab, ordre=report.ordre, extract=report.extract,
-                period_start=report.period_start, period_end=report.period_end)).fetchone()
-        params = dict(file_id=fid, etab=report.etab, ordre=report.ordre, applied=applied)
-        loaded = 0
-        for i, stmt in enumerate(statements("apply_stage")):
-            cur = conn.execute(stmt, params)
-            if i == 1:
-                loaded = cur.rowcount
-        conn.execute(query("finish_received_file"), dict(loaded=loaded, applied=applied, kept=kept, file_id=fid))
-        return LoadOutcome("accepted", fid, report, applied, kept)
+def apply_stage(conn, file_id: int, report) -> tuple[list, list]:
+    """The cancel-and-replace rule of an accepted file whose visits are in the stage: the days it applies (its
+    period, unless newer data holds them) get its visits; returns (days applied, days kept for newer data)."""
+    applied, kept = [], []
+    if report.period_start is not None:
+        applied, kept = conn.execute(query("replace_period"), dict(
+            file_id=file_id, etab=report.etab, ordre=report.ordre, extract=report.extract,
+            period_start=report.period_start, period_end=report.period_end)).fetchone()
+    params = dict(file_id=file_id, etab=report.etab, ordre=report.ordre, applied=applied)
+    loaded = 0
+    for i, stmt in enumerate(statements("apply_stage")):
+        cur = conn.execute(stmt, params)
+        if i == 1:
+            loaded = cur.rowcount
+    conn.execute(query("finish_received_file"), dict(loaded=loaded, applied=applied, kept=kept, file_id=file_id))
+    return applied, kept

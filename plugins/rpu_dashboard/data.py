@@ -137,11 +137,11 @@ def _alerts(conn, region: Region, wanted: set[str], full: bool) -> tuple[list[di
     """Open alerts of the watch (rpu.watch) of the visible establishments; those of a FINESS outside the region
     file only for the full region. (…, False) when the watch's table is not there yet (migration 003)."""
     import psycopg
-    from rpu import watch
+    from rpu.watch import alerts
 
     known = {e.finess for e in region.establishments}
     try:
-        alerts = watch.open_alerts(conn, region)
+        alerts = alerts.open_alerts(conn, region)
     except psycopg.errors.UndefinedTable:
         return [], False
     return [a for a in alerts if (a["etab"] or "").strip() in wanted

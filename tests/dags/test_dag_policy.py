@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rpu import dagset
 from rpu.config import load_regions
 from support.regions import FRANCE, PROJECT, SHIPPED_REGIONS, dag_set
 
@@ -22,9 +23,8 @@ _BASE = Path(tempfile.mkdtemp(prefix="rpu-test-dagset-"))
 atexit.register(shutil.rmtree, _BASE, True)
 SET = dag_set(_BASE)
 DAG_IDS = sorted(SET.bag.dag_ids)
-# Which `timeouts.<group>` of the region file each kind of DAG takes: a new kind must say it (KeyError otherwise).
-TIMEOUT_GROUP = {"intake": "intake", "send_invs": "send", "export_ars": "send", "send_atih": "send",
-                 "watch": "watch", "reprise": "reprise", "reception": "intake"}
+# Which `timeouts.<group>` of the region file each kind of DAG takes (rpu.dagset), and the national reception's.
+TIMEOUT_GROUP = {k.name: k.timeouts for k in dagset.KINDS} | {"reception": "intake"}
 
 
 def _prefix(dag) -> str:
@@ -38,7 +38,9 @@ def _kind(dag) -> str:
 
 def _schedule(region, kind: str) -> str:
     """The cron a scheduled kind of DAG takes from its region file."""
-    return getattr(region, f"{'intake' if kind == 'reception' else kind}_schedule")   # the national reception
+    if kind == "reception":                             # the national DAG: the ATIH side's "intake"
+        return region.intake.schedule
+    return dagset.schedule(region, dagset.kind(kind))
 
 
 def test_no_import_errors():
@@ -132,12 +134,10 @@ def test_parsing_is_cheap_no_heavy_import_no_database():
 
 
 def test_every_region_file_has_its_dag_file_and_back():
-    import rpu_dags
-
     stubs = {p.stem.removeprefix("region_") for p in (PROJECT / "dags").glob("region_*.py")}
     assert stubs == {r.code for r in load_regions(SHIPPED_REGIONS)}
     for code in stubs:
-        assert (PROJECT / "dags" / f"region_{code}.py").read_text() == rpu_dags.stub_text(code)
+        assert (PROJECT / "dags" / f"region_{code}.py").read_text() == dagset.stub_text(code)
 
 
 @pytest.mark.parametrize("code", sorted(SET.by_code))
@@ -149,11 +149,11 @@ def test_the_daily_invs_send_has_a_deadline(code):
 
     region = SET.by_code[code]
     if code == "cor":
-        assert region.send_invs_deadline is None and not SET.bag.dags["cor_send_invs"].deadline
+        assert region.sends.invs_deadline is None and not SET.bag.dags["cor_send_invs"].deadline
     else:
         [alert] = SET.bag.dags[f"{code}_send_invs"].deadline
         assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
-        assert region.send_invs_schedule == "30 5 * * *" and region.send_invs_deadline == "08:00"
+        assert region.sends.schedule("invs") == "30 5 * * *" and region.sends.invs_deadline == "08:00"
         assert alert.interval == timedelta(hours=2, minutes=30)
         assert alert.callback.path == "rpu.ops.deadline_missed"
         assert alert.callback.kwargs == {"region": code, "deadline": "08:00"}

@@ -152,12 +152,10 @@ def test_rerun_after_commit_completes_delivery_without_loading_twice(intake_env)
 
 
 def test_a_file_still_growing_is_left_for_the_next_run(intake_env):
-    import dataclasses
-
     from rpu import intake, sftp
 
     env = intake_env
-    region = dataclasses.replace(env.region(), stable_seconds=1.0)
+    region = env.region().adjusted(intake={"stable_seconds": 1.0})
     env.drop(GOOD, "RPU_done.xml", rpu_file(_visits(1), finess=GOOD))
     growing = env.drop(GOOD, "RPU_growing.xml", b"<OSCOUR>")
     stop = threading.Event()

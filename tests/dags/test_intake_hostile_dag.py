@@ -226,7 +226,7 @@ def test_a_backlog_of_more_than_1024_files_is_ingested_in_one_run(intake_env, ca
                if f"{f} · RPU_{f}_{i:03d}.xml: ingest" not in logs]
     assert missing == []                                   # the task log names every file of its chunk
     # a backlog past chunk_files × max_map_length gets larger chunks rather than too many
-    items = [{"finess": GOOD, "name": f"f{i}.xml"} for i in range(region.chunk_files * 1024 + 1)]
+    items = [{"finess": GOOD, "name": f"f{i}.xml"} for i in range(region.intake.chunk_files * 1024 + 1)]
     chunks = intake.chunks(region, items)
     assert len(chunks) <= 1024 and sum(len(c["files"]) for c in chunks) == len(items)
 
@@ -283,12 +283,12 @@ KILLED_INGEST = textwrap.dedent("""
     from rpu import intake, sftp
     from rpu.config import load_region
     from rpu.connections import db_url
-    from rpu import store
+    from rpu import loader
 
     def stop(*a, **k):
         print("downloaded", flush=True)
         sys.stdin.read()              # wait here, the download in work/, until killed
-    store.load_file = stop
+    loader.load_file = stop
     region = load_region(sys.argv[1])
     with sftp.open_remote(region.sftp_intake_conn_id) as remote:
         for item in intake.list_new_files(region, remote):

@@ -98,12 +98,12 @@ def test_a_blocking_failure_quarantines_until_release(intake_env, capsys):
 
 
 def test_a_crash_of_the_gate_keeps_the_load_and_still_sends_the_receipt(intake_env, monkeypatch):
-    from rpu import quality
+    from rpu.quality import gx
 
     def boom(*args, **kwargs):
         raise RuntimeError("GX exploded")
 
-    monkeypatch.setattr(quality, "_visit_suite_sql", boom)
+    monkeypatch.setattr(gx, "visit_suite_sql", boom)
     env = intake_env
     env.drop(GOOD, "RPU_1.xml", rpu_file(_visits(4), finess=GOOD))
     assert env.dag("demo_intake").test().state == "success"

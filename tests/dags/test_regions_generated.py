@@ -7,6 +7,7 @@ import shutil
 import pytest
 import yaml
 
+from rpu import dagset
 from rpu.config import finess_with_key, load_region
 from support.regions import amend_region, dag_folder, region_add
 
@@ -68,7 +69,7 @@ def test_tags_owners_and_schedules_in_the_region_time_zone(bag, generated, code)
         if kind == "reprise":
             assert type(dag.timetable).__name__ == "NullTimetable"     # triggered from its form only
             continue
-        assert dag.timetable.expression == getattr(region, SCHEDULED[kind])
+        assert dag.timetable.expression == dagset.schedule(region, dagset.kind(kind))
         assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == REGIONS[code][1]
 
 

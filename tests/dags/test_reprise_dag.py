@@ -123,7 +123,7 @@ def reprise_env(intake_env, sftp_server, smtp_sink, tmp_path, monkeypatch) -> Re
     for name in ("invs", "atih", "ars"):
         user, password = f"{name}{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
         roots[name] = sftp_server.add_user(user, password, tmp_path / f"remote_{name}")
-        monkeypatch.setenv(f"AIRFLOW_CONN_{region.recipients[name].conn_id.upper()}",
+        monkeypatch.setenv(f"AIRFLOW_CONN_{region.sends.recipients[name].conn_id.upper()}",
                            sftp_server.airflow_conn_json(user, password))
     monkeypatch.setenv(f"AIRFLOW_CONN_{region.smtp_conn_id.upper()}", smtp_sink.airflow_conn_json())
     smtp_sink.clear()
@@ -256,7 +256,7 @@ def test_a_failed_upload_does_not_stop_the_others_and_a_retry_sends_only_what_is
         yield  # pragma: no cover
 
     def opener(down: set):
-        return lambda name: atih_down() if name in down else sftp.open_remote(region.recipients[name].conn_id)
+        return lambda name: atih_down() if name in down else sftp.open_remote(region.sends.recipients[name].conn_id)
 
     first = reprise.run(region, plan, "manual__retry", env.db_url, opener({"atih"}), dry_run=False)
     assert [f["status"] for f in first["files"]] == ["sent", "sent", "failed"]
@@ -313,7 +313,7 @@ def test_a_recipient_down_fails_the_run_and_the_ars_is_told_what_did_not_go(repr
     list of files that went and of the one that did not, from the ledger."""
     env = reprise_env
     region = env.region()
-    monkeypatch.setenv(f"AIRFLOW_CONN_{region.recipients['atih'].conn_id.upper()}",
+    monkeypatch.setenv(f"AIRFLOW_CONN_{region.sends.recipients['atih'].conn_id.upper()}",
                        sftp_server.airflow_conn_json("nobody", "wrong"))
     run = env.run({"establishment": GOOD, "start_date": M2.isoformat(), "end_date": M1_END.isoformat(),
                    "recipients": ["invs", "atih"]})

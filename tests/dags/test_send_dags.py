@@ -217,7 +217,7 @@ def test_recipient_outage_fails_then_a_retry_sends_the_same_file(send_env, recip
     with __import__("rpu.store", fromlist=["x"]).connection(env.db_url) as conn:
         spec = next(s for s in exports.invs_specs(conn, region, RUN_DAY, [ACTIVE]))
     result = sends.send(region, spec, mine[9], db_url(region.db_conn_id),
-                        lambda: sftp.open_remote(region.recipients["invs"].conn_id))
+                        lambda: sftp.open_remote(region.sends.recipients["invs"].conn_id))
     assert result["status"] == "sent" and result["sha256"] == mine[8] and result["visits"] == 21
     assert exports.sha256_file(env.recipient_dirs["invs"] / spec.file_name) == mine[8]
     # a new run for that date re-sends the date's current content
@@ -248,7 +248,7 @@ def test_upload_is_atomic_no_partial_file_under_the_final_name(send_env, tmp_pat
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        with sftp.open_remote(region.recipients["invs"].conn_id) as remote:
+        with sftp.open_remote(region.sends.recipients["invs"].conn_id) as remote:
             remote.put_file(big, "BIG.xml")
     finally:
         stop.set()

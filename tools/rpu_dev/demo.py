@@ -623,7 +623,7 @@ class Demo:
         for r in self.dag_runs():
             rid = r["dag_run_id"]
             why = ("triggered by the demo" if rid in self.run_ids else
-                   f"the scheduler's own run: once unpaused, the DAG runs on '{self.region.intake_schedule}'")
+                   f"the scheduler's own run: once unpaused, the DAG runs on '{self.region.intake.schedule}'")
             say(f"      {rid:42} {r.get('state') or '?':8} {self.files_ingested_by(rid):4d} file(s) ingested  ({why})")
 
     def wait_run(self, run_id: str, deadline: float) -> None:
@@ -753,7 +753,7 @@ class Demo:
         say(f"               every account (concentrator + one per establishment): "
             f"{self.workdir / 'sftp-accounts.txt'}")
         say(f"               a file put into an inbox (sftp> put FILE inbox/) is taken by the next run of {DAG_ID} "
-            f"('{self.region.intake_schedule}', or Trigger in the UI); the receipt appears in ack/")
+            f"('{self.region.intake.schedule}', or Trigger in the UI); the receipt appears in ack/")
         say(f"  PostgreSQL   {self.pg.url(DB_NAME)}")
         say(f"  SMTP sink    {HOST} port {self.smtp.port} ({len(self.smtp.messages)} mail(s) captured)")
         say(f"  Airflow CLI  . {self.workdir / 'env.sh'}; airflow dags list")

@@ -24,12 +24,16 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from rpu import faults, files, intake, store
+import psycopg
+
+from rpu import faults, files, intake, mail, outbox, store
 from rpu import rpu_format as F
 from rpu.config import PROJECT_DIR, Region
 from rpu.national import schema
 from rpu.national.settings import National
+from rpu.parse import FileRejected, reader_for
 from rpu.problems import RULES, Problem
+from rpu.sftp import EntryChanged, EntryRefused
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +77,6 @@ def judge(path: Path, region: Region, *, max_bytes: int | None = None) -> dict:
     """Read a file once (streaming) and say what it is: {"problem": Problem | None, "finess", "ordre",
     "extract", "period_start", "period_end", "year", "rpu", "per_month": {month: visits}}. A file carrying an
     identifying item is judged at its first such visit, without reading further."""
-    from rpu.parse import FileRejected, reader_for
-
     out = {"problem": None, "finess": None, "ordre": None, "extract": None, "period_start": None,
            "period_end": None, "year": None, "rpu": 0, "per_month": {}}
     reader = reader_for(path, max_bytes=max_bytes)
@@ -215,8 +217,6 @@ def receive_path(national: National, region: Region, db_url: str, path: Path, *,
                  remote_path: str | None = None) -> dict:
     """Judge and record one local file (what `rpu syrius receive` does, and the DAG for each download);
     returns its receipt. A database failure raises rpu.faults.DatabaseFault (ours: retried)."""
-    import psycopg
-
     path = Path(path)
     name = name or path.name
     sha256, size = sha256_of(path)
@@ -322,10 +322,8 @@ def receive_remote(national: National, region: Region, item: dict, remote, db_ur
                    send=None) -> dict:
     """Download one drop-directory entry, judge and record it, then receipt and move (or delete a non-anonymised
     file); an entry that cannot be read as a file is refused without reading it."""
-    from rpu.sftp import EntryChanged, EntryRefused
-
     name, path = item["name"], _remote_path(item)
-    with intake._entry_lock(db_url, item["path"]) as conn:   # the intake's per-entry lock, in the national DB
+    with intake.entry_lock(db_url, item["path"]) as conn:   # the intake's per-entry lock, in the national DB
         if conn is None:
             return _skipped(item, "in progress elsewhere")
         try:
@@ -358,8 +356,6 @@ def receive_remote(national: National, region: Region, item: dict, remote, db_ur
 
 
 def _refuse(conn, national: National, region: Region, item: dict, problem: Problem) -> dict:
-    import psycopg
-
     judged = {"problem": problem, "finess": None, "ordre": None, "extract": None, "period_start": None,
               "period_end": None, "year": None, "rpu": None, "per_month": {}}
     try:
@@ -376,8 +372,6 @@ def _refuse(conn, national: National, region: Region, item: dict, problem: Probl
 def _deliver(national: National, region: Region, remote, item: dict, r: dict, conn, *, send=None) -> None:
     """After the commit only: receipt, then the move (a non-anonymised file is deleted, its manifest too), then
     the record that the delivery is done; a refused file is mailed to the region (once, through the outbox)."""
-    import psycopg
-
     code, name = region.code, item["name"]
     ack = national.drop(code, "ack")
     remote.put_bytes(posixpath.join(ack, f"{name}.ack.txt"), receipt_text(r).encode("utf-8"))
@@ -407,8 +401,6 @@ def _deliver(national: National, region: Region, remote, item: dict, r: dict, co
 def tell_refused(conn, national: National, region: Region, r: dict, *, send=None) -> None:
     """Mail the region (its operations, else its ARS) and ATIH operations that a file was refused: queued once
     per file in the national outbox, then flushed (a mail server down keeps it for the next run)."""
-    from rpu import mail, outbox
-
     to = list(dict.fromkeys(list(region.ops_emails or region.ars_emails) + list(national.ops_emails)))
     if not to:
         log.warning("%s · %s refused, and no address to tell (region alerts.ops / alerts.ars)", region.code, r["file"])

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from rpu.config import PROJECT_DIR, TEMP_SUFFIXES, TIMEOUTS, ConfigError, Region
+from rpu.config import PROJECT_DIR, TEMP_SUFFIXES, TIMEOUTS, ConfigError, IntakeSettings, Region
 
 SCHEMA = {
     "type": "object",
@@ -82,9 +82,10 @@ class National:
         database, operations addresses, retries and timeouts (those of an intake)."""
         return Region(code=CODE, name="ATIH — plateforme Syrius", timezone=self.timezone, establishments=(),
                       team="atih", db_conn_id=self.db_conn_id, sftp_intake_conn_id=self.sftp_conn_id,
-                      smtp_conn_id=self.smtp_conn_id, intake_schedule=self.schedule,
-                      stable_seconds=self.stable_seconds, max_file_bytes=self.max_file_bytes,
-                      temp_suffixes=self.temp_suffixes, retries=self.retries,
+                      smtp_conn_id=self.smtp_conn_id,
+                      intake=IntakeSettings(schedule=self.schedule, stable_seconds=self.stable_seconds,
+                                            max_file_bytes=self.max_file_bytes, temp_suffixes=self.temp_suffixes),
+                      retries=self.retries,
                       retry_delay_minutes=self.retry_delay_minutes,
                       timeouts={k: dict(v) for k, v in TIMEOUTS.items()},
                       sftp_connect_attempts=self.sftp_connect_attempts, ops_emails=self.ops_emails,

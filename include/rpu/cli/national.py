@@ -1,4 +1,4 @@
-"""The ATIH side of the `rpu` command: `rpu syrius receive`, `rpu db migrate --national`, `rpu report national`
+"""The ATIH side of the `rpu` command: `rpu syrius receive`, `rpu report national`
 and `rpu report reconciliation`. Each calls the functions the `syrius_reception` DAG and the dashboard call.
 
 Exit codes: 0 success (every file accepted), 1 a file refused, 2 usage error.
@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from rpu.config import get_region
+from rpu import store
+from rpu.config import get_region, load_regions
+from rpu.national import reception, reconciliation, report, settings
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
@@ -24,8 +26,6 @@ def _year(text: str) -> int:
 
 
 def cmd_receive(args) -> int:
-    from rpu.national import reception, settings
-
     national = settings.load()
     region = get_region(args.region)
     worst = 0
@@ -46,16 +46,9 @@ def cmd_receive(args) -> int:
     return worst
 
 
-def cmd_migrate_national(args) -> int:
-    from rpu.national import schema
-
-    applied = schema.migrate(args.db)
-    print(f"applied: {', '.join(applied)}" if applied else "national database schema is up to date")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ATIH side's commands to the `rpu` parser (after the `db` and `report` commands exist)."""
+def add_national(sub: argparse._SubParsersAction) -> None:
+    """Add the ATIH side's commands to the `rpu` parser (after the `report` command exists: it adds to it).
+    `rpu db migrate --national` is in rpu.cli.database."""
     s = sub.add_parser("syrius", help="ATIH side (Syrius platform): receive the regions' cumulative files")
     ssub = s.add_subparsers(dest="syrius_command", required=True, metavar="ACTION")
     r = ssub.add_parser("receive", help="check and record ATIH files by hand (as the syrius_reception DAG does)",
@@ -93,18 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rc.add_argument("--format", choices=("table", "csv", "json"), default="table")
     rc.set_defaults(func=cmd_report_reconciliation)
 
-    migrate = _subparsers(sub.choices["db"]).choices["migrate"]
-    migrate.add_argument("--national", action="store_true",
-                         help="apply the national (ATIH) schema instead of the regional one")
-    regional = migrate.get_default("func")
-    migrate.set_defaults(func=lambda args: (cmd_migrate_national if args.national else regional)(args))
 
 
 def cmd_report_national(args) -> int:
-    from rpu import store
-    from rpu.config import load_regions
-    from rpu.national import report
-
     regions = load_regions()
     with store.connection(args.db) as conn:
         if args.region:
@@ -121,8 +105,6 @@ def cmd_report_national(args) -> int:
 
 
 def cmd_report_reconciliation(args) -> int:
-    from rpu.national import reconciliation, settings
-
     region = get_region(args.region)
     result = reconciliation.reconcile_urls(args.db, args.national_db, settings.load(), region, args.year)
     sys.stdout.write(reconciliation.render(result, args.format))

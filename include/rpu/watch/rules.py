@@ -1,39 +1,17 @@
-"""The daily watch of a region: who did not transmit, whose file was rejected, which day looks wrong.
-
-Three steps, each plain Python (the `<region>_watch` DAG calls them; `rpu watch` runs the first only):
-
-  `findings(conn, region, now)` — what is wrong at the cut-off: establishments with no accepted file since the
-      previous cut-off (consecutive days without transmission, last accepted file, "reprise needed" once the
-      sliding window can no longer cover the gap; or "declared, not yet in production" and for how long, when
-      none was ever accepted), establishments back to normal after a gap (with the entry days to ask in a
-      reprise), files rejected since the previous cut-off (with their reasons), files that arrived after the
-      cut-off of their day, abnormal days (visit count below μ − 3σ), sudden drops of the DP coding rate,
-      shadow establishments ready to switch.
-  `record(conn, region, findings, now)` — the alert history (table `alert`): each finding is found again every
-      day under the same identity, and only a change of state is to be told: new; a transmission gap still
-      open at 7 days ("reprise needed", once); a gap closed ("back to normal"). Returns what must be mailed.
-  `notify(conn, region, findings, notices)` — ONE mail to the region's ARS addresses summarising the notices
-      (none when there is none, unless the region asks for a daily digest), and a notice to the technical
-      contact of each establishment concerned that has one: queued in the outbox (rpu.outbox) together with
-      marking the notices told, then delivered — an address refused for now is owed the mail until it accepts
-      it, one refused for good is told to operations once.
-
-The rules (cut-off windows, μ − 3σ on the same weekday, the DP drop, the state machine) are in docs/watch.md.
-No patient data anywhere: counts, dates, FINESS, file names and rule names only. No Airflow import here.
-"""
+"""The watch's rules: what is wrong at a cut-off (`findings`), as plain data (docs/watch.md)."""
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import statistics
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from rpu import store
+from rpu import store, transition
 from rpu.config import Region
+from rpu.exports import periods
+from rpu.problems import RULES
+from rpu.quality import results as quality_results
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +253,7 @@ def _local(now: datetime, region: Region) -> datetime:
 
 
 def _cutoff_time(region: Region) -> time:
-    hour, minute = region.watch_cutoff.split(":")
+    hour, minute = region.watch.cutoff.split(":")
     return time(int(hour), int(minute))
 
 
@@ -304,8 +282,6 @@ def reprise_periods(conn, etab: str, gap_start: date, day: date) -> list[tuple[d
     start, end = gap_start - timedelta(days=1), day - timedelta(days=ESTABLISHMENT_WINDOW)
     if end < start:
         return []
-    from rpu.exports import periods
-
     rows = conn.execute(store.query("watch_uncovered_days"), {"etab": etab, "start": start, "end": end}).fetchall()
     return periods([r[0] for r in rows])
 
@@ -336,8 +312,6 @@ def dp_drop(rate_day: float, expected_day: int, baseline_rate: float) -> bool:
 
 
 def _reasons(errors: list[dict]) -> list[dict]:
-    from rpu.problems import RULES
-
     out = []
     for e in errors[:10]:
         rule = e.get("rule", "")
@@ -348,8 +322,6 @@ def _reasons(errors: list[dict]) -> list[dict]:
 
 def findings(conn, region: Region, now: datetime) -> Findings:
     """What is wrong at the latest cut-off at or before `now` (timezone-aware); see the module's doc."""
-    from rpu import transition
-
     previous, cut = cutoffs(region, now)
     day = cut.date()
     f = Findings(region=region.code, region_name=region.name, timezone=region.timezone,
@@ -401,9 +373,7 @@ def findings(conn, region: Region, now: datetime) -> Findings:
                            visits))
 
     # accepted files whose quality gate found expectations not met (rpu.quality), in plain words
-    from rpu import quality
-
-    for q in quality.failed_since(conn, previous):    # gates run since then; files received in the period
+    for q in quality_results.failed_since(conn, previous):    # gates run since then; files received in the period
         if not previous < q["received_at"] <= cut:
             continue
         # Day counts are the watch's own abnormal-day rule (μ − 3σ, told once per day): the batch suite's count
@@ -430,7 +400,7 @@ def findings(conn, region: Region, now: datetime) -> Findings:
 def _quality(conn, region: Region, f: Findings, day: date) -> None:
     first_judged = day - timedelta(days=ESTABLISHMENT_WINDOW)
     last_judged = day - timedelta(days=1)
-    start = min(first_judged - timedelta(weeks=region.watch_history_weeks),
+    start = min(first_judged - timedelta(weeks=region.watch.history_weeks),
                 first_judged - timedelta(days=DP_BASELINE_DAYS))
     counts: dict[str, dict[date, tuple[int, int, int]]] = {}
     for etab, d, visits, expected, coded in conn.execute(store.query("watch_daily_counts"),
@@ -441,7 +411,7 @@ def _quality(conn, region: Region, f: Findings, day: date) -> None:
         mine = counts.get(e.finess, {})
         judged = [d for d in sorted(mine) if d >= first_judged]
         for d in judged:
-            history = [mine[h][0] for k in range(1, region.watch_history_weeks + 1)
+            history = [mine[h][0] for k in range(1, region.watch.history_weeks + 1)
                        if (h := d - timedelta(weeks=k)) in mine]
             base = baseline(history)
             if is_abnormal(mine[d][0], base):
@@ -457,297 +427,3 @@ def _quality(conn, region: Region, f: Findings, day: date) -> None:
                    for d in judged if mine[d][1] and dp_drop(mine[d][2] / mine[d][1], mine[d][1], base_rate)]
         if dropped:
             f.dp_drops.append(DpDrop(e.finess, e.name, dropped, base_rate, base_expected))
-
-
-# --- the alert history ----------------------------------------------------------------------------------------
-
-def _row(cur, r) -> dict:
-    return dict(zip([c.name for c in cur.description], r))
-
-
-def record(conn, region: Region, f: Findings, now: datetime | None = None) -> list[dict]:
-    """Store the findings in the alert history and return the notices to mail (see docs/watch.md).
-
-    An alert's identity is (kind, establishment, key); `dp_drop` and `shadow_ready` match the establishment's open
-    alert of that kind whatever the key. A new finding opens an alert (a rejected file: a closed one, it is an
-    event) with the notice `new` — `reprise` for a transmission gap already 7 days old. An open gap reaching 7
-    days gets the notice `reprise` once. An open alert no longer found is closed; a closed gap gets the notice
-    `closed` (back to normal, with the entry days to ask in a reprise); other kinds close silently. A closed
-    alert is never reopened. A run for a past date neither closes nor changes an alert seen by a later run.
-    The times stored are the run's cut-off, so re-running a date changes nothing. Notices not yet mailed (a
-    failed mail) are returned again until `acknowledge` marks them."""
-    from psycopg.types.json import Jsonb
-
-    if now is not None and cutoffs(region, now)[1] != f.cutoff:
-        raise ValueError(f"findings of the cut-off {f.cutoff} recorded with now={now}")
-    seen = f.cutoff
-    issues = f.issues()
-    active = {e.finess for e in region.active}
-    recovered = {r.etab: r for r in f.recovered}
-    status = {s.etab: s for s in f.establishments}
-    with conn.transaction():
-        conn.execute(store.query("watch_lock"), {"region": region.code})
-        cur = conn.execute(store.query("watch_alert_load"), {
-            "region": region.code, "kinds": [i["kind"] for i in issues], "etabs": [i["etab"] for i in issues],
-            "keys": [i["key"] for i in issues]})
-        alerts = [_row(cur, r) for r in cur.fetchall()]
-        by_id = {(a["kind"], a["etab"], a["key"]): a for a in alerts}
-        episodes = {(a["kind"], a["etab"]): a for a in alerts if a["state"] == "open" and a["kind"] in EPISODE_KINDS}
-        matched: set[int] = set()
-        for i in issues:
-            a = by_id.get((i["kind"], i["etab"], i["key"]))
-            if a is None and i["kind"] in EPISODE_KINDS:
-                a = episodes.get((i["kind"], i["etab"]))
-            if a is None:
-                event = i["kind"] in EVENT_KINDS
-                conn.execute(store.query("watch_alert_insert"), {
-                    "region": region.code, "kind": i["kind"], "etab": i["etab"], "key": i["key"],
-                    "state": "closed" if event else "open", "seen": seen, "closed_at": seen if event else None,
-                    "pending_notice": "reprise" if i["reprise"] else "new", "details": Jsonb(i["details"])})
-                continue
-            matched.add(a["id"])
-            if a["state"] != "open" or seen < a["last_seen"]:
-                continue                          # closed: never reopened; seen later: a past run changes nothing
-            pending = a["pending_notice"]
-            if i["reprise"] and "reprise" not in (a["notified_state"], pending):
-                pending = "reprise"
-            conn.execute(store.query("watch_alert_update"), {
-                "id": a["id"], "state": "open", "seen": seen, "closed_at": None, "pending_notice": pending,
-                "details": Jsonb(i["details"])})
-        for a in alerts:
-            if a["state"] != "open" or a["id"] in matched or a["first_seen"] > seen or seen < a["last_seen"]:
-                continue
-            details, pending = dict(a["details"]), a["pending_notice"]
-            if a["kind"] == "missing":
-                if a["etab"] in active:
-                    details.update(_back_to_normal(conn, a, recovered.get(a["etab"]), status.get(a["etab"]), f))
-                    pending = "closed"
-                else:                             # no longer watched (switched to shadow, removed): no notice
-                    details["closed_because"] = "not_watched"
-                    pending = None
-            conn.execute(store.query("watch_alert_update"), {
-                "id": a["id"], "state": "closed", "seen": seen, "closed_at": seen, "pending_notice": pending,
-                "details": Jsonb(details)})
-        cur = conn.execute(store.query("watch_alert_pending"), {"region": region.code})
-        pending_rows = [_row(cur, r) for r in cur.fetchall()]
-    return [_notice(region, a) for a in pending_rows]
-
-
-def _back_to_normal(conn, alert: dict, rec: Recovered | None, st: EtabStatus | None, f: Findings) -> dict:
-    """What a closed transmission gap tells: when it ended, how long it lasted, what to ask in a reprise."""
-    out = {"back_at": st.last_accepted.isoformat() if st and st.last_accepted else None, "closed_on": f.day.isoformat()}
-    if alert["key"] == "never":
-        return out | {"first_file": True, "gap_days": None, "reprise": []}
-    gap_start = date.fromisoformat(alert["key"])
-    if rec is not None and rec.gap_start == gap_start:
-        gap_days, per = rec.gap_days, rec.reprise
-    else:   # the run of the recovery did not see it (a missed run): last days counted, periods from the data
-        gap_days = alert["details"].get("days")
-        per = reprise_periods(conn, alert["etab"], gap_start, f.day)
-    return out | {"gap_days": gap_days, "reprise": _jsonable(per)}
-
-
-def _notice(region: Region, a: dict) -> dict:
-    est = region.establishment(a["etab"]) if a["etab"] else None
-    return _jsonable({
-        "id": a["id"], "kind": a["kind"], "etab": a["etab"], "key": a["key"], "notice": a["pending_notice"],
-        "name": est.name if est else a["details"].get("name"), "contact": est.contact if est else None,
-        "first_seen": a["first_seen"], "details": a["details"]})
-
-
-def acknowledge(conn, notices: list[dict], at: datetime) -> int:
-    """Mark notices as mailed (their pending notice becomes the notified state); returns how many."""
-    if not notices:
-        return 0
-    with conn.transaction():
-        cur = conn.execute(store.query("watch_alert_ack"), {
-            "ids": [n["id"] for n in notices], "notices": [n["notice"] for n in notices], "at": at})
-        return cur.rowcount
-
-
-def open_alerts(conn, region: Region) -> list[dict]:
-    """The open alerts of the region (what a dashboard shows)."""
-    cur = conn.execute(store.query("watch_open_alerts"), {"region": region.code})
-    return [_row(cur, r) for r in cur.fetchall()]
-
-
-# --- mails ------------------------------------------------------------------------------------------------------
-
-CONTACT_TEMPLATES = {   # (kind, notice) → the establishment's mail
-    ("missing", "new"): "missing_transmission",
-    ("missing", "reprise"): "missing_transmission",
-    ("missing", "closed"): "back_to_normal",
-    ("rejected", "new"): "file_rejected",
-    ("shadow_ready", "new"): "shadow_ready",
-}
-
-
-def _sections(notices: list[dict]) -> dict[str, list[dict]]:
-    s = {k: [] for k in ("declared", "missing", "reprise", "back", "rejected", "late", "quality", "abnormal",
-                         "dp_drop", "ready")}
-    for n in notices:
-        item = {**n["details"], "etab": n["etab"], "name": n["name"], "notice": n["notice"]}
-        if n["kind"] == "missing":
-            never = n["key"] == "never" and n["notice"] == "new"
-            s["declared" if never else {"new": "missing", "reprise": "reprise", "closed": "back"}[n["notice"]]] \
-                .append(item)
-        elif n["kind"] in ("rejected", "late", "quality"):
-            s[n["kind"]].append(item)
-        elif n["notice"] == "new":      # abnormal days, DP drops, shadow ready: told when new only
-            s[{"abnormal_day": "abnormal", "dp_drop": "dp_drop", "shadow_ready": "ready"}[n["kind"]]].append(item)
-    for v in s.values():
-        v.sort(key=lambda x: (x.get("name") or "", x["etab"],
-                              x.get("day") or x.get("received_at") or x.get("run_at") or ""))
-    return s
-
-
-def mails(region: Region, findings: Findings | dict, notices: list[dict]) -> list[dict]:
-    """The mails to send: the ARS summary (when there are notices to tell, or every day with a daily digest)
-    first, then one per establishment contact and template. Each: template, to, subject, text, html, notices."""
-    from rpu import mail
-
-    f = findings.to_dict() if isinstance(findings, Findings) else findings
-    out = []
-    sections = _sections(notices)
-    told = sum(len(v) for v in sections.values())
-    told_missing = {n["etab"] for n in notices if n["kind"] == "missing"}
-    ongoing = [m for m in f["missing"] if m["etab"] not in told_missing]
-    common = dict(region=region, f=f, weekdays=WEEKDAYS_FR, reprise_after=REPRISE_AFTER_DAYS)
-    if told or region.watch_daily_digest:
-        subject, text, html = mail.render("watch_ars", s=sections, told=told, ongoing=ongoing,
-                                          digest=region.watch_daily_digest, **common)
-        out.append({"template": "watch_ars", "to": list(region.ars_emails), "subject": subject, "text": text,
-                    "html": html, "notices": notices})
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for n in notices:
-        template = CONTACT_TEMPLATES.get((n["kind"], n["notice"]))
-        if template and n["contact"]:
-            groups.setdefault((n["etab"], template), []).append(n)
-    for (etab, template), group in sorted(groups.items()):
-        items = [{**n["details"], "notice": n["notice"]} for n in group]
-        subject, text, html = mail.render(template, etab=etab, name=group[0]["name"], items=items,
-                                          item=items[-1], **common)
-        out.append({"template": template, "to": [group[0]["contact"]], "subject": subject, "text": text,
-                    "html": html, "notices": group})
-    return out
-
-
-def notify(conn, region: Region, findings: Findings | dict, notices: list[dict], *,
-           send: Callable[..., dict | None] | None = None, at: datetime | None = None) -> list[dict]:
-    """Queue the mails in the outbox and mark the notices told, in one transaction, then deliver every pending
-    mail of the region (`send(conn_id, to, subject, text, html)` → refused addresses, by default rpu.mail.send
-    through the region's SMTP connection; see rpu.outbox). A mail not delivered to every address raises
-    MailNotDelivered and stays pending: the retry — or the next day's run — sends it to the addresses still
-    owed (at least once, never lost; never twice to an address that accepted it). Returns what was delivered
-    (template, to, subject)."""
-    from rpu import outbox
-
-    cutoff = findings.cutoff.isoformat() if isinstance(findings, Findings) else findings["cutoff"]
-    with conn.transaction():
-        for m in mails(region, findings, notices):
-            if not m["to"]:
-                log.warning("watch %s: no ARS address (alerts.ars_none: true): %r not mailed", region.code,
-                            m["subject"])
-                continue
-            # a retried task queues the same mails again: one per cut-off, template, addresses and notices
-            key = (f"watch:{cutoff}:{m['template']}:{','.join(sorted(m['to']))}:"
-                   f"{','.join(str(n['id']) for n in sorted(m['notices'], key=lambda n: n['id']))}")
-            outbox.queue(conn, region, m["template"], m["to"], m["subject"], m["text"], m["html"], key=key)
-        acknowledge(conn, notices, at or datetime.now(region.tz))
-    return outbox.flush(conn, region, send=send)
-
-
-# --- text for logs and the command line ---------------------------------------------------------------------
-
-def _d(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
-    if isinstance(value, datetime):
-        return f"{value:%d/%m/%Y %H:%M}"
-    return f"{value:%d/%m/%Y}"
-
-
-def describe(f: Findings) -> str:
-    """Findings as a few lines of French (task log, `rpu watch`): counts, dates, FINESS, file names only."""
-    lines = [f"Veille {f.region_name} ({f.region}) — période du {_d(f.previous_cutoff)} au {_d(f.cutoff)} "
-             f"({f.timezone})"]
-    if not f.anything:
-        lines.append("Rien à signaler : chaque établissement actif a transmis, aucun fichier rejeté, aucun jour "
-                     "anormal.")
-    for m in f.missing:
-        if m.days is None:
-            lines.append(f"DÉCLARÉ   {m.etab} {m.name} : pas encore en production — déclaré depuis le "
-                         f"{_d(m.declared_since)} ({m.declared_days} jour(s)), aucun fichier accepté reçu à ce jour")
-        else:
-            lines.append(f"ABSENCE   {m.etab} {m.name} : {m.days} jour(s) sans transmission, dernier fichier accepté "
-                         f"le {_d(m.last_accepted)}" + (f" — REPRISE NÉCESSAIRE (données manquantes depuis le "
-                                                       f"{_d(m.lost_since)})" if m.reprise_needed else ""))
-    for r in f.recovered:
-        ask = ", ".join(f"le {_d(a)}" if a == b else f"du {_d(a)} au {_d(b)}" for a, b in r.reprise) or \
-            "aucune (la fenêtre glissante a suffi)"
-        lines.append(f"RETOUR    {r.etab} {r.name} : transmission reprise le {_d(r.back_at)} après {r.gap_days} "
-                     f"jour(s) ; reprise à demander : {ask}")
-    for r in f.rejected:
-        why = "; ".join(x["rule"] for x in r.reasons) or "?"
-        lines.append(f"REJET     {r.etab or '?'} {r.name or ''} : {r.file_name} reçu le {_d(r.received_at)} ({why})")
-    for x in f.late:
-        lines.append(f"RETARD    {x.etab} {x.name or ''} : {x.file_name} reçu le {_d(x.received_at)}, après la coupure "
-                     f"du {_d(x.due)} (données jusqu'au {_d(x.period_end)})")
-    for q in f.quality:
-        what = "; ".join(f"{x['name']} ({x['description']})" for x in q.failed) or "contrôle non effectué"
-        lines.append(f"QUALITÉ   {q.etab or '?'} {q.name or ''} : {q.file_name} — {what}"
-                     + (" — LOT RETENU (quarantaine)" if q.quarantined else ""))
-    for a in f.abnormal:
-        lines.append(f"ANORMAL   {a.etab} {a.name} : {_d(a.day)} ({a.weekday}) {a.visits} passages < seuil "
-                     f"{a.threshold:.1f} (μ {a.mean:.1f}, σ {a.sd:.1f}, {a.history} {a.weekday}s)")
-    for d in f.dp_drops:
-        days = ", ".join(f"{_d(x['day'])} {x['rate']:.0%}" for x in d.days)
-        lines.append(f"DP        {d.etab} {d.name} : taux de codage du DP {days} (habituel {d.baseline_rate:.0%})")
-    for s in f.shadow_ready:
-        lines.append(f"BASCULE   {s.etab} {s.name} : {s.consecutive_days} jours consécutifs de transmission correcte, "
-                     "prêt à basculer")
-    return "\n".join(lines)
-
-
-# --- `rpu watch` --------------------------------------------------------------------------------------------------
-
-def register(subparsers) -> None:
-    """Add the `watch` subcommand to an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "watch", help="what the watch DAG finds at a cut-off (nothing recorded, nothing mailed)",
-        description="Print what the <region>_watch DAG would find at the latest cut-off at or before --at "
-                    "(default: now): missing transmissions, rejected files, abnormal days, DP coding drops, "
-                    "shadow establishments ready to switch. Nothing is recorded and no mail is sent. "
-                    "Exit 0 when nothing is wrong, 1 otherwise.")
-    p.add_argument("--region", required=True, help="region code (config/regions/CODE.yaml)")
-    p.add_argument("--db", required=True, metavar="URL", help="PostgreSQL URL of the regional database")
-    p.add_argument("--at", metavar="'YYYY-MM-DD HH:MM'",
-                   help="the moment to judge, local time of the region (default: now)")
-    p.add_argument("--json", action="store_true", help="the findings as one JSON object")
-    p.set_defaults(func=_cmd)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    import sys
-
-    from rpu.config import get_region
-
-    region = get_region(args.region)
-    if args.at:
-        try:
-            now = datetime.strptime(args.at.strip(), "%Y-%m-%d %H:%M").replace(tzinfo=region.tz)
-        except ValueError:
-            print(f"rpu watch: --at {args.at!r}: expected 'YYYY-MM-DD HH:MM' (local time of the region)",
-                  file=sys.stderr)
-            return 2
-    else:
-        now = datetime.now(region.tz)
-    with store.connection(args.db) as conn:
-        f = findings(conn, region, now)
-    if args.json:
-        print(json.dumps(f.to_dict(), ensure_ascii=False, indent=1))
-    else:
-        print(describe(f))
-    return 1 if f.anything else 0

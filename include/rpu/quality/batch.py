@@ -1,0 +1,106 @@
+"""The batch the gate judges: the columns of a visit as the suites see them (in Python for a file in memory, as
+quality_batch.sql computes them in PostgreSQL for a stored batch), and the day-count bounds (FEDORU).
+
+pandas is imported inside functions only: its import alone is slow, and the intake imports this module.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import date
+
+from rpu import rpu_format as F
+from rpu import store
+from rpu.quality.suites import COUNT_SIGMAS, LIST_SEP, PAIR_SEP
+
+# The columns of a batch (quality_batch.sql; `batch_values` for a file in memory), in order.
+BATCH_COLUMNS = (
+    "cp", "commune", "naissance", "naissance_invalid", "age", "sexe", "mode_entree", "provenance",
+    "mode_entree_provenance", "transport", "transport_pec", "motif", "gravite", "dp", "da", "actes", "sortie",
+    "sortie_invalid", "duree_min", "mode_sortie", "destination", "mode_sortie_destination", "orient",
+    "mode_sortie_orient",
+)
+NUMERIC_COLUMNS = ("age", "duree_min")
+DAY_COLUMNS = ("day", "visits")
+
+HISTORY_MIN_DAYS = 7           # fewer known days before the batch: the day-count expectations get no bound
+DROP_SIGMAS = 2                # … μ and σ computed after dropping the days below μ − 2σ
+
+
+def batch_values(row: tuple) -> tuple:
+    """The batch columns (BATCH_COLUMNS) of one checked visit row (rpu.checks.check_visit): in Python what
+    quality_batch.sql computes in PostgreSQL from the stored visit."""
+    (_idx, _line, day, cp, commune, naissance, sexe, entree, mode_e, prov, transport, transport_pec, motif, gravite,
+     dp, da, actes, sortie, mode_s, dest, orient, _extra, raw_invalid, _flags) = row
+    n_raw, s_raw = raw_invalid.get("NAISSANCE"), raw_invalid.get("SORTIE")
+    age = None if naissance is None else (-1 if naissance > day else F.age_years(naissance, day))
+    return (
+        cp or None, commune or None, naissance.isoformat() if naissance else n_raw, n_raw, age, sexe or None,
+        mode_e or None, prov or None, f"{mode_e}{PAIR_SEP}{prov}" if mode_e and prov else None,
+        transport or None, transport_pec or None, motif or None, gravite or None,
+        F.normalise_code(dp) if dp else None,
+        F.normalise_code(LIST_SEP.join(da)) if da else None,
+        LIST_SEP.join(actes) if actes else None,
+        sortie.isoformat(sep=" ") if sortie else s_raw, s_raw,
+        (sortie - entree).total_seconds() / 60 if sortie else None,
+        mode_s or None, dest or None, f"{mode_s}{PAIR_SEP}{dest}" if mode_s and dest else None,
+        orient or None, f"{mode_s}{PAIR_SEP}{orient}" if mode_s and orient else None,
+    )
+
+
+class FrameSink:
+    """rpu.checks.VisitSink keeping the batch columns of every accepted visit (for `rpu validate --quality`)."""
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+
+    def visit(self, row: tuple) -> None:
+        self.rows.append(batch_values(row))
+
+    def rejected(self, raw, problem) -> None:
+        pass
+
+    def frame(self):
+        import pandas as pd
+
+        df = pd.DataFrame.from_records(self.rows, columns=list(BATCH_COLUMNS))
+        for c in NUMERIC_COLUMNS:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+        return df
+
+
+def batch_view_sql(name: str, file_id: int) -> str:
+    """quality_batch_view.sql / quality_batch_drop.sql for one file (a view has no parameters: the id, an
+    integer, is written into the text)."""
+    return store.query(name).replace("{file_id}", str(int(file_id)))
+
+
+def fedoru_baseline(history: list[int]) -> tuple[float, float] | None:
+    """(μ, σ) of an establishment's recent daily counts, after dropping the days below μ − 2σ (FEDORU);
+    None with fewer than HISTORY_MIN_DAYS days."""
+    if len(history) < HISTORY_MIN_DAYS:
+        return None
+    mu, sigma = statistics.fmean(history), statistics.pstdev(history)
+    kept = [n for n in history if n >= mu - DROP_SIGMAS * sigma]
+    return statistics.fmean(kept), statistics.pstdev(kept)
+
+
+def count_parameters(history: list[int], n_days: int) -> dict:
+    """The rpu_batch suite parameters for a batch of `n_days` entry days, from the recent daily counts."""
+    base = fedoru_baseline(history)
+    if base is None or n_days == 0:
+        return {"day_min": 0, "row_count_min": 0, "row_count_max": None, "history_days": len(history)}
+    mu, sigma = base
+    spread = COUNT_SIGMAS * sigma * math.sqrt(n_days)
+    return {"day_min": round(max(0.0, mu - COUNT_SIGMAS * sigma), 2),
+            "row_count_min": round(max(0.0, n_days * mu - spread), 2),
+            "row_count_max": round(n_days * mu + spread, 2),
+            "history_days": len(history), "mu": round(mu, 2), "sigma": round(sigma, 2)}
+
+
+def days_frame(per_day: dict[date, int]):
+    import pandas as pd
+
+    return pd.DataFrame({"day": list(per_day), "visits": [int(n) for n in per_day.values()]},
+                        columns=list(DAY_COLUMNS))
+

@@ -1,0 +1,140 @@
+"""The quality gate of the intake (`run_gate`, called by rpu.intake after an accepted load, in its own
+transaction): both suites on the batch, results stored, a failed blocking expectation quarantines the file.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+
+from rpu import faults, store
+from rpu.quality.batch import batch_view_sql, count_parameters, days_frame
+from rpu.expectations import BATCH_SUITE, SUITES, VISIT_SUITE, blocking_problems
+from rpu.quality import gx
+from rpu.quality.gx import QualityError
+from rpu.quality.results import file_quality
+
+log = logging.getLogger(__name__)
+
+
+def gate_needed(conn, file_id: int) -> bool:
+    """An accepted file whose gate has not run yet (a first load, or a rerun after a crash before the gate)."""
+    row = store.fetch_one(conn, "quality_gate_needed", {"file_id": file_id})
+    return bool(row and row["needed"])
+
+
+@contextmanager
+def _establishment_lock(conn, etab: str):
+    """The establishment's load lock (the key rpu.loader.load_file takes) for the time of the gate: no load of the
+    same establishment changes the batch's visits between GX's queries."""
+    conn.execute(store.query("quality_lock"), {"etab": etab})
+    try:
+        yield
+    finally:
+        conn.execute(store.query("quality_unlock"), {"etab": etab})
+
+
+@contextmanager
+def _batch_view(conn, file_id: int):
+    """The view GX reads (rpu_quality.batch_<file id>), committed for its connections, dropped afterwards."""
+    from psycopg import sql
+
+    for (name,) in conn.execute(store.query("quality_leftover_views")).fetchall():
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS rpu_quality.{}").format(sql.Identifier(name)))
+    conn.execute(batch_view_sql("quality_batch_view", file_id))
+    try:
+        yield f"batch_{int(file_id)}"
+    finally:
+        conn.execute(batch_view_sql("quality_batch_drop", file_id))
+
+
+def run_gate(conn, region, db_url: str, file_id: int) -> dict:
+    """Validate the batch of an accepted, loaded file, store the results, quarantine it when a blocking
+    expectation fails; returns `file_quality(conn, file_id)`. A failure of GX, of a query of the gate or of the
+    configuration is recorded as the gate's own error (status `error`, with the reason), not raised: the load
+    stays committed and the receipt goes. (Only a failure to store the results propagates: the task's retry finds
+    the file without results and runs its gate again.) With blocking expectations configured, a batch the gate
+    could not judge is quarantined too."""
+    f = store.fetch_one(conn, "quality_file", {"file_id": file_id})
+    if f is None or f["status"] != "accepted":
+        raise ValueError(f"file #{file_id} is not an accepted file")
+    blocking = set(region.quality.blocking)
+    runs: list[dict] = []
+    started = time.perf_counter()
+    try:
+        problems = blocking_problems(sorted(blocking))
+        if problems:
+            raise QualityError("; ".join(problems))
+        with _establishment_lock(conn, f["etab"]):
+            days = {r[0]: int(r[1]) for r in conn.execute(store.query("quality_days"), {"file_id": file_id})}
+            if not days or sum(days.values()) == 0:
+                runs = [gx.suite_run(s, "sql", status="skipped", error="lot vide : aucun passage enregistré",
+                                   started=started) for s in SUITES]
+            else:
+                if store.fetch_one(conn, "quality_analyze_needed", {"rows": sum(days.values())})["needed"]:
+                    conn.execute(store.query("quality_analyze"))
+                since = min(days) - timedelta(weeks=region.watch.history_weeks)
+                history = [int(r[1]) for r in conn.execute(store.query("quality_history"), dict(
+                    etab=f["etab"], ordre=f["ordre"], since=since, until=min(days)))]
+                ctx = gx.context()
+                with _batch_view(conn, file_id) as view:
+                    runs.append(gx.suite_run(VISIT_SUITE, "sql", gx.visit_suite_sql(ctx, db_url, view),
+                                           started=started))
+                runs.append(gx.pandas_run(ctx, BATCH_SUITE, days_frame(days), count_parameters(history, len(days))))
+    except Exception as exc:   # the gate's own failure is a result, not a crash of the intake
+        message = _safe_message(exc, db_url)
+        if faults.db_error(exc) is not None:   # its text may quote a visit's value: SQLSTATE and place only
+            log.error("quality gate of file #%s failed: %s", file_id, message)
+        else:
+            log.exception("quality gate of file #%s failed", file_id)
+        done = {r["suite"] for r in runs}
+        runs += [gx.suite_run(s, "sql" if s == VISIT_SUITE else "pandas", error=message, status="error",
+                            started=started) for s in SUITES if s not in done]
+    held = sorted({o["name"] for r in runs for o in r["results"] if not o["success"] and o["name"] in blocking})
+    if blocking and any(r["status"] == "error" for r in runs):
+        held.append("GATE_ERROR")
+    with conn.transaction():
+        for r in runs:
+            run_id = conn.execute(store.query("quality_run_insert"), dict(
+                file_id=file_id, suite=r["suite"], version=r["version"], status=r["status"], engine=r["engine"],
+                error=r["error"], parameters=_json(r["parameters"]), statistics=_json(r["statistics"]),
+                duration_s=r["duration_s"])).fetchone()[0]
+            for o in r["results"]:
+                conn.execute(store.query("quality_result_insert"), dict(
+                    run_id=run_id, expectation=o["name"], type=o["type"], column_name=o["column"],
+                    success=o["success"], blocking=o["name"] in blocking, element_count=o["element_count"],
+                    unexpected_count=o["unexpected_count"], unexpected_percent=o["unexpected_percent"],
+                    missing_count=o["missing_count"], observed_value=_json(o["observed_value"]),
+                    details=_json(o["details"]), error=o["error"]))
+        if held:
+            conn.execute(store.query("quality_quarantine_insert"), {"file_id": file_id, "expectations": held})
+        conn.execute(store.query("quality_gate_done"), {"file_id": file_id})
+    log.info("quality gate of file #%s: %s%s in %.1f s", file_id,
+             ", ".join(f"{r['suite']} {r['status']}" for r in runs), f", quarantined ({', '.join(held)})"
+             if held else "", time.perf_counter() - started)
+    return file_quality(conn, file_id, region.tz)
+
+
+def _json(v):
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(gx.jsonable(v))
+
+
+def _safe_message(exc: BaseException, db_url: str) -> str:
+    """The exception in one line, without the database password if the driver echoed it; a database error by
+    its SQLSTATE and place only (PostgreSQL quotes values in its messages)."""
+    db = faults.db_error(exc)
+    if db is not None:
+        text = faults.describe_db_error(db, "quality gate")
+    else:
+        text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500] if str(exc) else type(exc).__name__
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        password = conninfo_to_dict(db_url).get("password")
+    except Exception:  # noqa: BLE001
+        password = None
+    return text.replace(password, "***") if password else text
+

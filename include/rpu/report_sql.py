@@ -1,0 +1,135 @@
+"""The SQL of `rpu report quality` (include/sql/queries/report_quality.sql), generated from rpu_format like the XSD
+and the quality suites: one measure per RPU item, its domain, format and coherence tables from the format module.
+
+For each item: its denominator (FEDORU: every visit, but DP only where a diagnosis is expected and DESTINATION /
+ORIENT only for hospitalised visits), when it counts as filled, and when as valid ("exploitable": in its domain
+or format, and without the quality flag that makes it unusable). `python -m rpu.report_sql --write` rewrites the
+committed file; tests/test_format_drift.py checks it is this module's output.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rpu import rpu_format as F
+from rpu.visit_table import column
+
+PATH = Path(__file__).resolve().parents[1] / "sql" / "queries" / "report_quality.sql"
+
+# MODE_SORTIE values after which a visit is hospitalised (ORIENT is a hospital orientation)
+HOSPITALISED = tuple(m for m, allowed in F.ORIENT_BY_MODE_SORTIE.items() if allowed == F.ORIENT_HOSPITAL)
+DOMAIN_ITEMS = tuple(i for i in F.DOMAINS if i not in ("DESTINATION", "ORIENT"))
+# items whose stored value may be one that could not be read (kept as raw text): filled, but not valid
+RAW_INVALID = ("NAISSANCE", "SORTIE")
+# the quality flags that make a filled item unusable
+UNUSABLE_WITH = {"NAISSANCE": ("AGE_RANGE",), "PROVENANCE": ("PROVENANCE_INCOHERENT",), "LISTE_DA": ("DA_FORMAT",),
+                 "LISTE_ACTES": ("ACTE_FORMAT",), "SORTIE": ("DURATION_NEGATIVE", "DURATION_TOO_LONG")}
+# denominators other than every visit: (pv column, why)
+SCOPE = {"DP": "dp_expected", "DESTINATION": "hospitalised", "ORIENT": "hospitalised"}
+
+
+def _array(values) -> str:
+    return "'{" + ",".join(values) + "}'::text[]"
+
+
+def domains() -> list[tuple[str, str]]:
+    """The `d` row: (SQL value, name)."""
+    out = [(_array(F.DOMAINS[i]), i.lower()) for i in DOMAIN_ITEMS]
+    out += [(_array(HOSPITALISED), "mode_sortie_hospitalised"),
+            (_array(F.DESTINATION_BY_MODE_SORTIE[HOSPITALISED[0]]), "destination_hospitalised"),
+            (_array(F.ORIENT_HOSPITAL), "orient_hospitalised"),
+            (_array(F.ORIENT_HOME), "orient_home"),
+            (f"'^{F.CP_RE}$'::text", "cp_re"),
+            (f"'^{F.CIM10_RE}$'::text", "cim10_re")]
+    return out
+
+
+def _flags(rules: tuple[str, ...]) -> str:
+    if len(rules) == 1:
+        return f"NOT ('{rules[0]}' = ANY (v.flags))"
+    return f"NOT (v.flags && '{{{','.join(rules)}}}'::text[])"
+
+
+def filled(item: str) -> str:
+    c = f"v.{column(item)}"
+    if item in F.LIST_ITEMS:
+        return f"cardinality({c}) > 0"
+    if item in RAW_INVALID:
+        return f"{c} IS NOT NULL OR v.raw_invalid -> '{item}' IS NOT NULL"
+    if item == "ENTREE":
+        return f"{c} IS NOT NULL"
+    return f"nullif({c}, '') IS NOT NULL"
+
+
+def valid(item: str) -> str | None:
+    """The validity test of an item; None when filled is valid (free text, or an item without a rule)."""
+    c = f"v.{column(item)}"
+    if item in DOMAIN_ITEMS:
+        test = f"coalesce({c} = ANY (d.{column(item)}), false)"
+    elif item in ("DESTINATION", "ORIENT"):
+        test = f"coalesce({c} = ANY (d.{column(item)}_hospitalised), false)"
+    elif item == "CP":
+        test = f"coalesce({c} ~ d.cp_re, false)"
+    elif item == "DP":
+        test = f"coalesce(upper(replace(replace({c}, '.', ''), ' ', '')) ~ d.cim10_re, false)"
+    elif item in F.LIST_ITEMS:
+        test = f"cardinality({c}) > 0"
+    elif item in RAW_INVALID:
+        test = f"{c} IS NOT NULL"
+    else:
+        return None
+    if item in UNUSABLE_WITH:
+        test += f" AND {_flags(UNUSABLE_WITH[item])}"
+    return test
+
+
+def render() -> str:
+    d_width = max(len(v) for v, _ in domains())
+    d_rows = ",\n           ".join(f"{v.ljust(d_width)} AS {n}" for v, n in domains())
+    pv = ["cardinality(v.flags) > 0 AS flagged",
+          "coalesce(v.mode_sortie = ANY (d.mode_sortie_hospitalised), false) AS hospitalised",
+          "coalesce(v.orient, '') <> ALL (d.orient_home) AS dp_expected"]
+    for item in F.ITEMS:
+        k = column(item) if item not in F.LIST_ITEMS else item.lower()
+        pv.append(f"{filled(item)} AS {k}_f")
+        if valid(item) is not None:
+            pv.append(f"{valid(item)} AS {k}_ok")
+    sums = []
+    for item in F.ITEMS:
+        k = column(item) if item not in F.LIST_ITEMS else item.lower()
+        ok = f"{k}_ok" if valid(item) is not None else f"{k}_f"
+        scope = SCOPE.get(item)
+        den = f"count(*) FILTER (WHERE {scope})" if scope else "count(*)"
+        cond = f"{scope} AND " if scope else ""
+        sums.append(f"{den} AS {k}_den, count(*) FILTER (WHERE {cond}{k}_f) AS {k}_filled,\n"
+                    f"           count(*) FILTER (WHERE {cond}{ok}) AS {k}_valid")
+    body = ",\n           ".join(pv)
+    return (
+        "-- Generated by `python -m rpu.report_sql --write` from include/rpu/rpu_format.py: do not edit by hand.\n"
+        "-- `rpu report quality`: completeness and \"exploitabilité\" (FEDORU) of every RPU item per establishment, "
+        "over\n-- the visits entered in [start, end]. One parallel pass over the visits; PostgreSQL aggregates "
+        "(the region line\n-- is the sum of these rows: every figure is a count). For each item of "
+        "rpu_format.ITEMS (lower case):\n"
+        "--   <item>_den     visits on which the item is measured (the FEDORU denominator)\n"
+        "--   <item>_filled  … on which it is filled                          → completeness = filled / den\n"
+        "--   <item>_valid   … on which it is filled and valid                → exploitabilité = valid / den\n"
+        "-- Denominators: every visit, except DESTINATION and ORIENT (hospitalised visits only, MODE_SORTIE "
+        f"{'/'.join(HOSPITALISED)}) and DP\n-- (visits whose ORIENT is not {', '.join(F.ORIENT_HOME)}: patients "
+        "gone without being seen or against advice).\n"
+        "-- \"Valid\": in the value domain, in the format, and without the quality flag that makes it unusable.\n"
+        "-- (The `d` row is not MATERIALIZED: inlined, its values are constants, and the scan can run in "
+        "parallel.)\n-- Parameters: start, end.\n"
+        f"WITH d AS (\n    SELECT {d_rows}\n), pv AS (\n    SELECT v.etab,\n           {body}\n"
+        "    FROM visit v\n    CROSS JOIN d\n    WHERE v.entry_date BETWEEN %(start)s::date AND %(end)s::date\n)\n"
+        "SELECT etab,\n       count(*) AS visits,\n       count(*) FILTER (WHERE flagged) AS flagged,\n       "
+        + ",\n       ".join(sums)
+        + "\nFROM pv\nGROUP BY etab\nORDER BY etab;\n")
+
+
+if __name__ == "__main__":  # python -m rpu.report_sql --write  rewrites the committed query
+    if sys.argv[1:] == ["--write"]:
+        PATH.write_text(render(), encoding="utf-8")
+        print(PATH)
+    else:
+        print("usage: python -m rpu.report_sql --write", file=sys.stderr)
+        sys.exit(2)
