@@ -4,33 +4,22 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 
-import paramiko
 import pytest
 
-from rpu.sftp import EntryRefused, Remote, kind_of
+from rpu.sftp import EntryRefused, kind_of
+from support.sftp_session import Account
 
 
 @pytest.fixture
 def sftp(sftp_server, tmp_path):
     """(Remote, local chroot) for a fresh account."""
-    user, password = f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    root = sftp_server.add_user(user, password, tmp_path / "chroot")
-    known = tmp_path / "known_hosts"
-    known.write_text(sftp_server.known_hosts_line() + "\n")
-    ssh = paramiko.SSHClient()
-    ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
-    ssh.load_host_keys(str(known))
-    ssh.connect(sftp_server.host, sftp_server.port, username=user, password=password, look_for_keys=False,
-                allow_agent=False, timeout=10)
-    client = ssh.open_sftp()
+    account = Account(sftp_server, tmp_path / "chroot")
     try:
-        yield Remote(client), root
+        with account.open() as remote:
+            yield remote, account.root
     finally:
-        client.close()
-        ssh.close()
-        sftp_server.remove_user(user)
+        account.remove()
 
 
 def test_list_entries_keeps_odd_names_as_bytes_oldest_first_with_their_kind(sftp):
