@@ -5,5 +5,7 @@
 - `exported`: what each export query and count would send for one establishment and period;
 - `seeding`: files loaded for real and dated back as if received on a past day (the watch tests);
 - `regions`: region files for the tests (a shipped file with test-friendly settings; regions provisioned by
-  `rpu region add`) and the DAG folder that goes with them.
+  `rpu region add`) and the DAG folder that goes with them;
+- `sftp_session`: an account of the suite's SFTP server and an rpu.sftp.Remote on it (paramiko, host key pinned);
+- `airflow_env`: a scratch AIRFLOW_HOME for the tests outside tests/dags that reach Airflow's SMTP hook.
 """
