@@ -3,10 +3,13 @@ throw-away AIRFLOW_HOME) serving plugins/, the regional databases on the real Po
 and Debian's chromium driven by Playwright logging in through Airflow's own login page.
 
 Users: `atih` (ATIH), `ars_demo` (ARS_demo), `ars_autre` (ARS_autre, a second region file), `lecteur_a`
-(Lecteur_990000127), `sans_role` (Viewer only). Data: a few small files of 2025 with known counts (below).
+(Lecteur_990000127), `sans_role` (Viewer only). Data: a few small files of 2025 with known counts (below); a
+national database (rpu_national_db) that received three ATIH files; daily files of the second establishment of
+`autre` from August to December 2025 (the daily chart and the watch's band), one day abnormally low.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.national_files import atih_file
 from support.rpu_xml import rpu_file, visit
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -34,6 +38,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
 SCREENSHOT = Path("/tmp/rpu-dashboard.png")
+NATIONAL_SCREENSHOT = Path("/tmp/rpu-dashboard-national.png")
+DAILY_SCREENSHOT = Path("/tmp/rpu-dashboard-daily.png")
 YEAR = 2025
 A, B, C = "990000127", "990000135", "990000143"       # CH de Valbourg, CH de Saint-Aurèle, Clinique du Parc
 PASSWORD = "Mot-de-passe-" + uuid.uuid4().hex[:8]
@@ -50,6 +56,17 @@ EXPECTED = {  # finess → month → (files, rpus)
     C: {"2025-03": (0, 0)},
     "total": {"2025-01": (0, 2), "2025-02": (1, 5), "2025-03": (3, 12), "2025-12": (3, 12)},
 }
+# What ATIH received (national database): A's file of January–February (its ledger row, same content: conforme),
+# B's of January–March with 5 RPU where the ledger says 4 (another content under that name: écart), and a file of
+# autre's first establishment (3 RPU, no ledger row in that region).
+NATIONAL = {("demo", 2): (1, 1, 5), ("demo", 3): (1, 1, 5), ("autre", 3): (1, 1, 3)}   # (files, establishments, rpu)
+# Daily files of autre's second establishment: 20 + (ordinal % 5) visits a day from 1 August to 31 December,
+# except ABNORMAL_DAY (2 visits: under μ − 3σ of its weekday)
+DAILY_START, DAILY_END, ABNORMAL_DAY = "2025-08-01", "2025-12-31", "2025-12-10"
+
+
+def daily_visits(day) -> int:
+    return 2 if day.isoformat() == ABNORMAL_DAY else 20 + day.toordinal() % 5
 
 
 # --- unit: the scope rules ---------------------------------------------------------------------------------
@@ -289,6 +306,54 @@ def _seed(pg_server, dash: Dashboard, files_dir: Path) -> None:
                                      "lost_since": None, "catch_up_until": "2025-03-12"})))
 
 
+def _seed_daily(dash: Dashboard, files_dir: Path) -> None:
+    """Weekly files (7 entry days each) of autre's second establishment, August to December 2025."""
+    from datetime import date, timedelta
+
+    from rpu import intake
+    from rpu.config import load_region
+
+    autre = load_region(dash.regions_dir / "autre.yaml")
+    finess = autre.establishments[1].finess
+    day, end = date.fromisoformat(DAILY_START), date.fromisoformat(DAILY_END)
+    while day <= end:
+        last = min(day + timedelta(days=6), end)
+        visits = [visit(ENTREE=f"{d:%d/%m/%Y} 10:00", SORTIE=f"{d:%d/%m/%Y} 12:00")
+                  for k in range((last - day).days + 1) for d in [day + timedelta(days=k)] for _ in range(daily_visits(d))]
+        path = files_dir / f"daily-{day:%Y%m%d}.xml"
+        path.write_bytes(rpu_file(visits, finess=finess, debut=f"{day:%d/%m/%Y}", fin=f"{last:%d/%m/%Y}",
+                                  extract=f"{last + timedelta(days=1):%d/%m/%Y} 03:10:00"))
+        r = intake.ingest_path(autre, dash.db_urls["autre"], path, sender=finess)
+        assert r["status"] == "accepted", r
+        day = last + timedelta(days=1)
+
+
+def _seed_national(pg_server, dash: Dashboard, files_dir: Path) -> None:
+    """The national database: what ATIH received (NATIONAL), and the demo ledger's ATIH sends set to match it."""
+    import psycopg
+    from rpu.config import load_region
+    from rpu.national import reception, schema, settings
+
+    url = pg_server.create_database(f"dash_national_{uuid.uuid4().hex[:8]}")
+    schema.migrate(url)
+    dash.db_urls["national"] = url
+    demo, autre = load_region(dash.regions_dir / "demo.yaml"), load_region(dash.regions_dir / "autre.yaml")
+    a_file = atih_file({1: 2, 2: 3}, year=YEAR, finess=A, fin="28/02/2025", extract="01/03/2025 06:00:00")
+    b_file = atih_file({3: 5}, year=YEAR, finess=B, extract="01/04/2025 06:00:00")
+    x_file = atih_file({3: 3}, year=YEAR, finess=autre.establishments[0].finess, extract="01/04/2025 06:00:00")
+    with psycopg.connect(dash.db_urls["demo"], autocommit=True) as conn:
+        conn.execute("UPDATE send_ledger SET sha256 = %s WHERE file_name = %s",
+                     (hashlib.sha256(a_file).hexdigest(), f"atih_{A}_2025-02.xml"))
+        conn.execute("UPDATE send_ledger SET sent_at = now() - interval '1 hour' WHERE file_name = %s",
+                     (f"atih_{B}_2025-03.xml",))
+    for region, name, data in ((demo, f"atih_{A}_2025-02.xml", a_file), (demo, f"atih_{B}_2025-03.xml", b_file),
+                               (autre, "atih_x_2025-03.xml", x_file)):
+        path = files_dir / name
+        path.write_bytes(data)
+        r = reception.receive_path(settings.National(), region, url, path)
+        assert r["status"] == "accepted", r
+
+
 @pytest.fixture(scope="module")
 def dash(pg_server):
     from cryptography.fernet import Fernet
@@ -298,6 +363,8 @@ def dash(pg_server):
     try:
         _write_regions(d.regions_dir, workdir / "data")
         _seed(pg_server, d, workdir / "files")
+        _seed_national(pg_server, d, workdir / "files")
+        _seed_daily(d, workdir / "files")
         home = workdir / "airflow"
         home.mkdir()
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RPU_", "PG"))}
@@ -320,6 +387,7 @@ def dash(pg_server):
             "RPU_DATA_DIR": str(workdir / "data"),
             "AIRFLOW_CONN_RPU_DEMO_DB": _pg_conn(d.db_urls["demo"]),
             "AIRFLOW_CONN_RPU_AUTRE_DB": _pg_conn(d.db_urls["autre"]),
+            "AIRFLOW_CONN_RPU_NATIONAL_DB": _pg_conn(d.db_urls["national"]),
         }
         d.airflow("db", "migrate")
         out = d.run(sys.executable, "-m", "rpu.cli", "roles", "sync")
@@ -384,7 +452,8 @@ def cell(page, row: str, month: str) -> tuple[int, int, str]:
 # (/rpu without its slash is not the plugin's: Airflow's UI shell answers it, with no data)
 ROUTES = ["/rpu/", "/rpu/regions/demo", f"/rpu/regions/demo?year={YEAR}", "/rpu/regions/autre",
           f"/rpu/regions/demo/establishments/{A}", f"/rpu/regions/demo/establishments/{B}?year={YEAR}",
-          "/rpu/regions/inconnue", "/rpu/docs", "/rpu/openapi.json", "/rpu/redoc"]
+          "/rpu/regions/inconnue", "/rpu/national", f"/rpu/national?year={YEAR}", "/rpu/national/regions/demo",
+          "/rpu/docs", "/rpu/openapi.json", "/rpu/redoc"]
 SECRETS = ("Valbourg", "Saint-Aur", A, B, "atih_", "rejet")
 
 
@@ -552,3 +621,183 @@ def test_ars_may_trigger_its_own_reprise_only(dash):
         assert status == 200, (user, body)
         views = [v for p in json.loads(body)["plugins"] for v in p["external_views"]]
         assert any(v["href"].endswith("/rpu/") and v["url_route"] == "rpu-dashboard" for v in views), views
+
+
+# --- the ATIH side: national page, reconciliation, readers, charts ------------------------------------------
+
+def national_cells(page, selector: str = "#national") -> dict:
+    """(region, month) → (files, establishments, rpu) of the national grid shown ("total" for Total général)."""
+    return {(c["region"], int(c["month"])): (int(c["files"]), int(c["establishments"]), int(c["rpu"]))
+            for c in page.locator(f"{selector} tbody td[data-month]").evaluate_all(
+                "els => els.map(e => ({region: e.parentElement.dataset.region, month: e.dataset.month, "
+                "files: e.dataset.files, establishments: e.dataset.establishments, rpu: e.dataset.rpu}))")}
+
+
+def cli_national(dash: Dashboard) -> dict:
+    out = dash.run(str(Path(sys.executable).parent / "rpu"), "report", "national", "--db", dash.db_urls["national"],
+                   "--year", str(YEAR), "--format", "json")
+    return json.loads(out)
+
+
+@pytest.mark.slow
+def test_national_page_equals_the_cli_json(dash, browser):
+    report = cli_national(dash)
+    expected = {(r["region"], r["month"]): (r["files"], r["establishments"], r["rpu"]) for r in report["rows"]}
+    expected |= {("total", t["month"]): (t["files"], t["establishments"], t["rpu"]) for t in report["total"]}
+    # the CLI's figures are the ones seeded (so the comparison below cannot pass on two empty grids)
+    assert {k: v for k, v in expected.items() if v != (0, 0, 0) and k[0] != "total"} == NATIONAL
+    assert expected[("total", 3)] == (2, 2, 8)
+    context, page = login(browser, dash, "atih")
+    try:
+        page.click("#national-link a")
+        page.wait_for_load_state()
+        page.goto(f"{dash.url}/rpu/national?year={YEAR}")
+        assert national_cells(page) == expected
+        assert page.locator("#national tbody tr").evaluate_all("els => els.map(e => e.dataset.region)") == [
+            r["region"] for r in report["regions"]] + ["total"]
+        assert "Total général" in page.locator("#national tr[data-region='total']").inner_text()
+        # the reconciliation cells: words and a symbol, not a colour
+        rec = {(c["region"], int(c["month"])): c["status"] for c in page.locator(
+            "#national tbody tr[data-region] td[data-reconciliation]").evaluate_all(
+            "els => els.map(e => ({region: e.parentElement.dataset.region, month: e.dataset.month, "
+            "status: e.dataset.reconciliation}))") if c["status"]}
+        assert rec == {("demo", 2): "conforme", ("demo", 3): "ecart"}
+        assert "✓ reçu, conforme" in page.locator("#national tr[data-region='demo'] td[data-month='2']").inner_text()
+        assert "≠ écart" in page.locator("#national tr[data-region='demo'] td[data-month='3']").inner_text()
+        # the bars: one per region and month, labelled, their values those of the table
+        chart = page.locator("#national-chart svg")
+        assert chart.count() == 1 and chart.get_attribute("role") == "img"
+        assert "RPU reçus par l'ATIH" in chart.locator("title").first.text_content()
+        bars = {(b["region"], int(b["month"])): int(b["rpu"]) for b in chart.locator("rect.bar").evaluate_all(
+            "els => els.map(e => ({region: e.dataset.region, month: e.dataset.month, rpu: e.dataset.rpu}))")}
+        assert bars == {k: v[2] for k, v in expected.items() if k[0] != "total"}
+        tip = chart.locator("rect.bar[data-region='demo'][data-month='3'] title").text_content()
+        assert "M3 : 5 RPU, 1 fichier(s)" in tip, tip
+        page.screenshot(path=str(NATIONAL_SCREENSHOT), full_page=True)
+        # drill-down: per establishment, ATIH next to the regional base
+        page.goto(f"{dash.url}/rpu/national/regions/demo?year={YEAR}")
+        atih_a = page.locator(f"#establishments tr[data-finess='{A}'][data-source='atih']")
+        assert atih_a.locator("td[data-month='2']").get_attribute("data-rpu") == "5"
+        base_a = page.locator(f"#establishments tr[data-finess='{A}'][data-source='base']")
+        assert base_a.locator("td[data-month='2']").get_attribute("data-rpu") == "5"     # EXPECTED[A]["2025-02"]
+        assert page.locator(f"#establishments tr[data-finess='{C}'][data-source='atih']").inner_text().count(
+            "aucun fichier reçu") == 1
+        assert page.locator("table.reconciliation tbody tr").evaluate_all(
+            "els => els.map(e => [e.dataset.finess, e.dataset.status])") == [[A, "conforme"], [B, "ecart"]]
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+def test_national_page_scoping(dash, browser):
+    # an ARS: its region's row, its total; nothing of the other region
+    context, page = login(browser, dash, "ars_demo")
+    try:
+        page.goto(f"{dash.url}/rpu/national?year={YEAR}")
+        cells = national_cells(page)
+        assert {r for r, _ in cells} == {"demo", "total"}
+        assert all(cells[("total", m)] == cells[("demo", m)] for m in range(1, 13))
+        assert "Autre région" not in page.content() and "CH d'Ailleurs" not in page.content()
+        assert page.goto(f"{dash.url}/rpu/national/regions/autre").status == 403
+        assert page.goto(f"{dash.url}/rpu/national/regions/demo?year={YEAR}").status == 200
+        # the region page: the reconciliation months and files
+        page.goto(f"{dash.url}/rpu/regions/demo?year={YEAR}")
+        months = page.locator("table.reconciliation-months td[data-month]").evaluate_all(
+            "els => Object.fromEntries(els.map(e => [e.dataset.month, e.dataset.status]))")
+        assert {m: s for m, s in months.items() if s} == {"2": "conforme", "3": "ecart"}
+        assert "≠ écart" in page.locator(f"table.reconciliation tr[data-finess='{B}']").inner_text()
+    finally:
+        context.close()
+    # a reader: its own establishment's lines, ATIH next to the regional base; no grid, no other establishment
+    context, page = login(browser, dash, "lecteur_a")
+    try:
+        page.click("#national-link a")
+        page.wait_for_load_state()
+        assert page.url.endswith("/rpu/national"), page.url
+        page.goto(f"{dash.url}/rpu/national?year={YEAR}")
+        assert page.locator("#national").count() == 0 and page.locator("#national-chart").count() == 0
+        assert page.locator("#establishments tbody tr").evaluate_all(
+            "els => els.map(e => [e.dataset.finess, e.dataset.source])") == [[A, "atih"], [A, "base"]]
+        atih = page.locator(f"#establishments tr[data-finess='{A}'][data-source='atih'] td[data-month]").evaluate_all(
+            "els => els.map(e => e.dataset.rpu)")
+        base = page.locator(f"#establishments tr[data-finess='{A}'][data-source='base'] td[data-month]").evaluate_all(
+            "els => els.map(e => e.dataset.rpu)")
+        assert atih == ["", "5"] + [""] * 10
+        assert base[:3] == [str(EXPECTED[A]["2025-01"][1]), str(EXPECTED[A]["2025-02"][1]),
+                            str(EXPECTED[A]["2025-03"][1])]
+        assert page.locator("table.reconciliation tbody tr").evaluate_all(
+            "els => els.map(e => [e.dataset.finess, e.dataset.status])") == [[A, "conforme"]]
+        text = page.content()
+        for other in (B, C, "Saint-Aur", "Autre région", "Total général", f"atih_{B}"):
+            assert other not in text, other
+        for url in ("/rpu/national/regions/autre", "/rpu/national?year=20x5"):
+            assert page.goto(dash.url + url).status in (400, 403), url
+        page.goto(f"{dash.url}/rpu/national/regions/demo?year={YEAR}")
+        assert page.locator("#establishments tbody tr").evaluate_all(
+            "els => els.map(e => e.dataset.finess)") == [A, A]
+        assert B not in page.content()
+        # its establishment page: its reconciliation only
+        page.goto(f"{dash.url}/rpu/regions/demo/establishments/{A}?year={YEAR}")
+        assert page.locator("table.reconciliation tbody tr").evaluate_all(
+            "els => els.map(e => e.dataset.finess)") == [A]
+    finally:
+        context.close()
+    # no dashboard role: nothing
+    context, page = login(browser, dash, "sans_role")
+    try:
+        page.goto(f"{dash.url}/rpu/national?year={YEAR}")
+        assert page.locator("#no-scope").count() == 1 and page.locator("#national").count() == 0
+    finally:
+        context.close()
+
+
+def _expected_band(day):
+    """The watch's own μ − 3σ for a seeded day (rpu.watch.rules.baseline over the same weekday's previous weeks)."""
+    from datetime import date, timedelta
+
+    from rpu.watch import rules
+
+    start = date.fromisoformat(DAILY_START)
+    history = [daily_visits(h) for k in range(1, 9) if (h := day - timedelta(weeks=k)) >= start]
+    return rules.baseline(history)
+
+
+@pytest.mark.slow
+def test_daily_chart_with_the_watch_band(dash, browser):
+    from datetime import date
+
+    from rpu.config import load_region
+
+    autre = load_region(dash.regions_dir / "autre.yaml")
+    x1, x2 = autre.establishments[0].finess, autre.establishments[1].finess
+    context, page = login(browser, dash, "ars_autre")
+    try:
+        for url in (f"/rpu/regions/autre?year={YEAR}", f"/rpu/regions/autre/establishments/{x2}?year={YEAR}"):
+            page.goto(dash.url + url)
+            chart = page.locator(f"svg.chart.daily[data-finess='{x2}']")
+            assert chart.count() == 1, url
+            assert chart.get_attribute("role") == "img"
+            labelled = chart.get_attribute("aria-labelledby").split()
+            assert "Passages quotidiens" in page.locator(f"[id='{labelled[0]}']").text_content()
+            assert "μ ± 3σ" in page.locator(f"[id='{labelled[1]}']").text_content()
+            points = chart.locator("[data-day]").evaluate_all(
+                "els => els.map(e => [e.dataset.day, e.dataset.visits, e.dataset.abnormal])")
+            # 90 days to 31 December, every one received, their values those of the table under the chart
+            assert len(points) == 90 and points[0][0] == "2025-10-03" and points[-1][0] == "2025-12-31"
+            assert all(int(v) == daily_visits(date.fromisoformat(d)) for d, v, _ in points)
+            table = page.locator(f"table.daily-values[data-finess='{x2}'] tbody tr").evaluate_all(
+                "els => els.map(e => [e.dataset.day, e.dataset.visits])")
+            assert table == [[d, v] for d, v, _ in points]
+            # the abnormal day, marked by a shape and words; the band is the watch's
+            assert [d for d, _, a in points if a == "yes"] == [ABNORMAL_DAY]
+            marker = chart.locator(f"path.abnormal[data-day='{ABNORMAL_DAY}'] title").text_content()
+            base = _expected_band(date.fromisoformat(ABNORMAL_DAY))
+            assert "journée anormale" in marker and f"{base.threshold:.1f}".replace(".", ",") in marker, marker
+            row = page.locator(f"table.daily-values tr[data-day='{ABNORMAL_DAY}']").text_content()   # in <details>
+            assert "sous le seuil" in row and f"{base.threshold:.1f}".replace(".", ",") in row, row
+            assert chart.locator("polygon.band").count() >= 1 and chart.locator("polyline.mean").count() >= 1
+        chart.screenshot(path=str(DAILY_SCREENSHOT))
+        page.goto(f"{dash.url}/rpu/regions/autre?year={YEAR}")
+        assert "aucune donnée reçue" in page.locator(f"svg.chart.daily[data-finess='{x1}']").text_content()
+    finally:
+        context.close()

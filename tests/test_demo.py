@@ -1,5 +1,8 @@
 """The README's first command, end to end: `python -m rpu_dev.demo --once` with real PostgreSQL, SFTP, SMTP and
-Airflow processes; it must report an accepted load and the rejected malformed file, then leave nothing behind."""
+Airflow processes; it must report an accepted load and the rejected malformed file, the day's sends in the
+recipients' SFTP accounts, the ATIH side (reception, national page, reconciliation), the watch's alert for the
+establishment kept silent and the reprise's summary mail (both captured by the SMTP sink), then leave nothing
+behind."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import pytest
 from rpu_dev.localservices import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-TIMEOUT = 12 * 60
+TIMEOUT = 20 * 60
 
 
 def _leftovers(workdir: Path) -> list[str]:
@@ -37,7 +40,7 @@ def _leftovers(workdir: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_demo_once_accepts_files_rejects_the_malformed_one_and_cleans_up() -> None:
+def test_demo_once_runs_the_whole_system_and_cleans_up() -> None:
     if shutil.which("pgrep") is None:
         pytest.skip("pgrep (procps) is needed to check that no process is left")
     # Not pytest's tmp_path: when root, PostgreSQL runs as `postgres`, which must traverse the workdir, and
@@ -65,7 +68,28 @@ def test_demo_once_accepts_files_rejects_the_malformed_one_and_cleans_up() -> No
         assert proc.returncode == 0, f"demo exited {proc.returncode}:\n{out[-6000:]}"
         assert f"http://127.0.0.1:{port}" in out, out[-6000:]
         assert re.search(r"^.*malformed on purpose.*\brejected\b.*$", out, re.MULTILINE), out[-6000:]
-        assert re.search(r"Demo OK", out), out[-6000:]
+        assert re.search(r"Demo OK", out) and "Intake OK" in out, out[-6000:]
+        # the day's sends: files in the InVS, ARS and ATIH (Syrius drop directory, archived by the reception)
+        # accounts
+        for sub in ("recipients/invs", "recipients/ars", "syrius/demo/archive"):
+            files = [p for p in (workdir / sub).rglob("*") if p.is_file()]
+            assert files, f"nothing in {sub}:\n{out[-6000:]}"
+        assert "Sends OK" in out and "ATIH side OK" in out, out[-6000:]
+        # the national page and its reconciliation
+        national = out[out.index("The national page"):]
+        assert "Région de démonstration" in national and "Total général" in national, national[:3000]
+        sent = re.findall(r"^\s+ATIH_\S+\.xml\s.*$", national.split("==> the watch")[0], re.MULTILINE)
+        assert sent and all(line.endswith("✓ reçu, conforme") for line in sent), national[:3000]
+        # the watch: the silent establishment's alert, mailed the same day and printed
+        silent = re.search(r"(\d{9}) \(.*\) sends nothing, on purpose", out).group(1)
+        watch = out[out.index(f"(the watch, {silent} silent on purpose)"):out.index("a reprise through")]
+        assert re.search(r"^\s+[1-9]\d* mail\(s\) captured", out[out.index("==> the watch"):], re.MULTILINE)
+        assert "Subject:" in watch and silent in watch.split("Subject:", 1)[1], watch
+        assert "Watch OK" in out, out[-6000:]
+        # the reprise, triggered through the REST API, and its summary mail
+        reprise = out[out.index("a reprise through"):out.index("How to look around")]
+        assert "/api/v2/dags/demo_reprise/dagRuns" in reprise and "Subject:" in reprise, reprise
+        assert "Reprise OK" in out, out[-6000:]
         left = _leftovers(workdir)
         assert not left, "processes left after the demo:\n" + "\n".join(left)
     finally:

@@ -18,7 +18,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from rpu_dashboard import data
+from rpu.national import reconciliation as national_reconciliation
+from rpu.national import settings as national_settings
+from rpu_dashboard import data, svg
 from rpu_dashboard.access import Scope, role_names, scope_of
 
 log = logging.getLogger(__name__)
@@ -145,7 +147,9 @@ LABELS = {
 _env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _env.filters.update(dt=fr_datetime, d=fr_date, pct=fr_pct, num=fr_num)
-_env.globals.update(LABELS=LABELS, MONTHS_FR=MONTHS_FR)
+_env.globals.update(LABELS=LABELS, MONTHS_FR=MONTHS_FR, SVG=svg,
+                    RECONCILIATION={"labels": national_reconciliation.LABELS,
+                                    "symbols": national_reconciliation.SYMBOLS})
 
 
 def _base(request: Request) -> str:
@@ -223,6 +227,37 @@ def establishment_page(request: Request, user: User, code: str, finess: str, yea
     return _render(request, "region.html", user_name=name, scope_text=scope.describe(), page=page,
                    establishment=est, names={e.finess: e.name for e in region.establishments},
                    can_reprise=scope.full_region(region))
+
+
+def _national_year(value: str | None) -> tuple[int, date]:
+    today = datetime.now(national_settings.load().tz).date()
+    if value is None or value == "":
+        return today.year, today
+    if not (len(value) == 4 and value.isdigit() and 2000 <= int(value) <= 2999):
+        raise Refused(400, "Année invalide (AAAA attendu).")
+    return int(value), today
+
+
+@app.get("/national", response_class=HTMLResponse)
+def national_page(request: Request, user: User, year: str | None = None):
+    """ATIH's presentation page (rpu.national.report.grid, as `rpu report national`): the regions the user sees
+    in full, with their reconciliation cells; a reader's establishments next to the regional base."""
+    name, scope = _who(user)
+    y, today = _national_year(year)
+    page = data.load_national(scope, y, today)
+    return _render(request, "national.html", user_name=name, scope_text=scope.describe(), page=page, region=None)
+
+
+@app.get("/national/regions/{code}", response_class=HTMLResponse)
+def national_region_page(request: Request, user: User, code: str, year: str | None = None):
+    """The drill-down of a region: per establishment (FINESS_ordre) and month, the RPU received by ATIH next to
+    the regional base; a reader sees its own establishments only."""
+    name, scope = _who(user)
+    region = _visible_region(code, scope)
+    y, today = _national_year(year)
+    page = data.load_national(scope, y, today, only=region)
+    return _render(request, "national.html", user_name=name, scope_text=scope.describe(), page=page,
+                   region=region)
 
 
 def link(base: str, *parts: str) -> str:

@@ -7,8 +7,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from rpu import store
+from rpu import daily, store
 from rpu.config import ConfigError, Region, load_region, region_files
+from rpu.connections import db_url as conn_url
+from rpu.national import reconciliation
+from rpu.national import report as national_report
+from rpu.national import settings as national_settings
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +55,17 @@ class Page:
     alerts_available: bool = True
     quality: dict | None = None
     ledger: list[dict] = field(default_factory=list)
+    daily: dict[str, list[dict]] = field(default_factory=dict)   # finess → rpu.daily.series points
+    reconciliation: dict | None = None        # rpu.national.reconciliation, cut to the scope; or {"unavailable"}
 
     @property
     def current_month(self) -> str:
         return f"{self.today:%Y-%m}"
+
+    @property
+    def chart_end(self) -> date:
+        """The last day of the daily charts: today, or 31 December of a past year."""
+        return min(self.today, date(self.year, 12, 31))
 
 
 def _keep_rows(report: dict, finesses: set[str], full: bool) -> dict:
@@ -106,6 +117,8 @@ def load(region: Region, *, finesses: list[str], full: bool, year: int, today: d
         page.alerts, page.alerts_available = section("alerts", lambda: _alerts(conn, region, wanted, full)) \
             or ([], True)
         page.ledger = section("ledger", lambda: _ledger(db_url, finesses, full)) or []
+        page.daily = section("daily", lambda: daily.series(conn, region, list(finesses), page.chart_end)) or {}
+        page.reconciliation = section("reconciliation", lambda: _reconciliation(conn, region, year, wanted, full))
     return page
 
 
@@ -146,3 +159,121 @@ def _alerts(conn, region: Region, wanted: set[str], full: bool) -> tuple[list[di
         return [], False
     return [a for a in alerts if (a["etab"] or "").strip() in wanted
             or (full and (a["etab"] or "").strip() not in known)], True
+
+
+# --- the ATIH side (rpu.national): reconciliation, the national page and its drill-down -------------------------
+
+def national_db_url(national) -> str | None:
+    """The national database's URL (connection `rpu_national_db`), None when the connection is not defined
+    here (an installation without the ATIH side)."""
+    try:
+        return conn_url(national.db_conn_id)
+    except Exception as exc:    # noqa: BLE001 - Airflow's "connection not defined" has no stable type
+        log.info("dashboard: no national database (%s): %s", national.db_conn_id, type(exc).__name__)
+        return None
+
+
+def cut_reconciliation(result: dict, finesses: set[str], full: bool) -> dict:
+    """A reconciliation with only the sends of the visible establishments (all for the full region)."""
+    if full:
+        return result
+    rows = [r for r in result["rows"] if r["finess"] in finesses]
+    return result | {"rows": rows, "months": reconciliation.months_of(rows)}
+
+
+def _reconciliation(conn, region: Region, year: int, wanted: set[str], full: bool) -> dict:
+    national = national_settings.load()
+    url = national_db_url(national)
+    if url is None:
+        return {"unavailable": national.db_conn_id}
+    with store.connect(url) as nconn:
+        return cut_reconciliation(reconciliation.reconcile(conn, nconn, national, region, year), wanted, full)
+
+
+@dataclass
+class NationalPage:
+    """The national page (or a region's drill-down) as the user may see it."""
+    year: int
+    today: date
+    conn_id: str
+    full_regions: list[Region] = field(default_factory=list)      # regions seen in full: the grid
+    error: str | None = None                  # the national database is not configured ("unavailable") or down
+    errors: dict[str, str] = field(default_factory=dict)          # region code → why its part could not be read
+    grid: dict | None = None                  # rpu.national.report.grid, cut to the full regions
+    reconciliation: dict[str, dict] = field(default_factory=dict)  # region code → months cells
+    lines: list[dict] = field(default_factory=list)               # establishments: ATIH next to the regional base
+
+
+def cut_grid(grid: dict, codes: list[str]) -> dict:
+    """The grid with the rows of these regions only and its "Total général" over them."""
+    rows = [r for r in grid["rows"] if r["region"] in codes]
+    total = [t | {k: sum(r[k] for r in rows if r["month"] == t["month"]) for k in ("files", "establishments", "rpu")}
+             for t in grid["total"]]
+    return grid | {"regions": [r for r in grid["regions"] if r["region"] in codes], "rows": rows, "total": total}
+
+
+def _regional_base(region: Region, year: int, finesses: set[str] | None) -> dict[str, dict[int, int]]:
+    """What the regional base holds: per establishment and month, the RPU entered from 1 January to the month's
+    end (rpu.reports.transmissions, the figure a cumulative file of that month carries)."""
+    from rpu import reports
+
+    with store.connect(conn_url(region.db_conn_id)) as conn:
+        rows = reports.transmissions(conn, region, year)["rows"]
+    return {r["finess"]: {int(c["month"][5:]): c["rpus"] for c in r["cells"]}
+            for r in rows if not r["total"] and (finesses is None or r["finess"] in finesses)}
+
+
+def establishment_lines(nconn, region: Region, year: int, finesses: set[str] | None, errors: dict) -> list[dict]:
+    """Per establishment of the region (only `finesses`, None: all): the RPU of the files ATIH received per
+    FINESS_ordre and month (rpu.national.report.establishments) next to what the regional base holds."""
+    drill = national_report.establishments(nconn, year, region, finesses)
+    try:
+        base = _regional_base(region, year, finesses)
+    except Exception as exc:
+        log.exception("dashboard: region %s: cannot read the regional base", region.code)
+        errors[region.code] = type(exc).__name__
+        base = {}
+    lines: dict[str, dict] = {}
+    for row in drill["rows"]:
+        line = lines.setdefault(row["finess"], {"region": region, "finess": row["finess"], "name": row["name"],
+                                                "atih": [], "base": base.get(row["finess"])})
+        if row["ordre"] is not None:
+            line["atih"].append(row)
+    return list(lines.values())
+
+
+def load_national(scope, year: int, today: date, *, only: Region | None = None) -> NationalPage:
+    """The national page of `scope`: the grid of the regions it sees in full, the reconciliation cells of every
+    region it sees (a reader's: its establishments' sends only), and the establishment lines of the regions it
+    sees in part. `only`: one region's drill-down (its establishment lines, no grid)."""
+    national = national_settings.load()
+    page = NationalPage(year=year, today=today, conn_id=national.db_conn_id)
+    every = [r for r in (regions()[0] if only is None else [only]) if scope.sees_region(r)]
+    page.full_regions = [r for r in every if scope.full_region(r)]
+    url = national_db_url(national)
+    if url is None:
+        page.error = "unavailable"
+        return page
+    try:
+        nconn = store.connect(url)
+    except Exception as exc:
+        log.exception("dashboard: cannot connect to the national database")
+        page.error = type(exc).__name__
+        return page
+    with nconn:
+        if page.full_regions and only is None:
+            grid = national_report.grid(nconn, year, regions()[0])
+            page.grid = grid if scope.everything else cut_grid(grid, [r.code for r in page.full_regions])
+        for region in every:
+            full = scope.full_region(region)
+            shown = {e.finess for e in scope.establishments_of(region)}
+            try:
+                with store.connect(conn_url(region.db_conn_id)) as rconn:
+                    page.reconciliation[region.code] = cut_reconciliation(
+                        reconciliation.reconcile(rconn, nconn, national, region, year), shown, full)
+            except Exception as exc:
+                log.exception("dashboard: region %s: cannot reconcile", region.code)
+                page.errors[region.code] = type(exc).__name__
+            if only is not None or not full:
+                page.lines += establishment_lines(nconn, region, year, None if full else shown, page.errors)
+    return page

@@ -12,6 +12,7 @@ from rpu.config import finess_with_key, load_region
 from support.regions import amend_region, dag_folder, region_add
 
 KINDS = ("intake", "send_invs", "export_ars", "send_atih", "watch", "reprise")
+NATIONAL_DAGS = {"syrius_reception"}   # the ATIH side's one DAG, whatever the regions (dags/syrius_reception.py)
 SCHEDULED = {"intake": "intake_schedule", "send_invs": "send_invs_schedule", "export_ars": "export_ars_schedule",
              "send_atih": "send_atih_schedule", "watch": "watch_schedule"}
 REGIONS = {   # code: (name, time zone, number of establishments, extra arguments)
@@ -53,7 +54,7 @@ def _regions(generated):
 
 def test_every_region_has_exactly_its_dag_set(bag):
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {f"{code}_{kind}" for code in REGIONS for kind in KINDS}
+    assert set(bag.dag_ids) == {f"{code}_{kind}" for code in REGIONS for kind in KINDS} | NATIONAL_DAGS
 
 
 @pytest.mark.parametrize("code", sorted(REGIONS))
@@ -123,4 +124,4 @@ def test_a_broken_region_file_isolates_that_region(generated, tmp_path, monkeypa
     assert list(bag.import_errors) == [str(dags / "region_guy.py")]
     message = bag.import_errors[str(dags / "region_guy.py")]
     assert "guy.yaml" in message and "establishments[0].finess" in message and bad in message
-    assert set(bag.dag_ids) == {f"{code}_{kind}" for code in ("idf", "mtq") for kind in KINDS}
+    assert set(bag.dag_ids) == {f"{code}_{kind}" for code in ("idf", "mtq") for kind in KINDS} | NATIONAL_DAGS

@@ -12,7 +12,15 @@ What it does, in order:
 4. It generates two weeks of synthetic daily files (one of them malformed on purpose) and uploads each file
    into its establishment's inbox through SFTP, as that establishment — what a hospital does.
 5. It unpauses and triggers `demo_intake` through the REST API and waits for the run.
-6. It prints what happened (counts, dates, FINESS and file names only — never patient data) and how to get in.
+6. It prints what happened (counts, dates, FINESS and file names only — never patient data).
+7. It runs the day's sends (`demo_send_invs`, `demo_export_ars`, `demo_send_atih`) to local InVS, ARS and ATIH
+   SFTP accounts, then the ATIH side: `syrius_reception` takes the region's ATIH files from its drop directory on
+   the "Syrius" account into a national database (`rpu_national`), and the national page and its reconciliation
+   with the region's send ledger are printed.
+8. The watch: one active establishment uploaded nothing on purpose; the region's watch cut-off is moved to the
+   minute after the intake and `demo_watch` is triggered: its alert mail, captured by the SMTP sink, is printed.
+9. A reprise of one establishment's last days to InVS, triggered through Airflow's REST API (`demo_reprise`),
+   and its summary mail; then how to get in and where to look at each.
 
 Everything it started is stopped on every exit path (Ctrl-C, SIGTERM, error, `--once`): SIGTERM to each
 Airflow component (the api-server last), then to its process group, SIGKILL after a timeout, then a check that
@@ -33,7 +41,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import yaml
@@ -44,6 +52,10 @@ from rpu_dev.localservices import PostgresServer, SftpServer, SmtpSink
 REGION_CODE = "demo"
 DAG_ID = f"{REGION_CODE}_intake"
 DB_NAME = "rpu_demo"
+NATIONAL_DB = "rpu_national"
+SEND_DAGS = (f"{REGION_CODE}_send_invs", f"{REGION_CODE}_export_ars", f"{REGION_CODE}_send_atih")
+RECEPTION_DAG = "syrius_reception"
+RECIPIENT_USERS = {"invs": "invs", "ars": "ars", "atih": f"atih_{REGION_CODE}"}   # recipient → SFTP login
 HOST = "127.0.0.1"
 MARKER = ".rpu-demo"                       # a directory holding it may be wiped by the next demo
 ENV_MARKER = "RPU_DEMO_WORKDIR"            # set in every Airflow process: finds their descendants
@@ -274,6 +286,9 @@ class Demo:
         self.uploaded: list[tuple[str, str, str | None]] = []   # (finess, file name, injected error)
         self.run_ids: list[str] = []
         self.token: str | None = None
+        self.national_url = ""
+        self.silent: str | None = None                  # the establishment that sends nothing, on purpose
+        self.recipient_dirs: dict[str, Path] = {}       # recipient → its SFTP account's home
 
     # -- 1. work directory and local services ----------------------------------------------------------
 
@@ -308,6 +323,12 @@ class Demo:
         self.db_url = self.pg.create_database(DB_NAME)
         applied = store.migrate(self.db_url)
         say(f"    PostgreSQL {self.pg.url(DB_NAME)} (migrations applied: {', '.join(applied) or 'none'})")
+        from rpu.national import schema
+
+        self.national_url = self.pg.create_database(NATIONAL_DB)
+        applied = schema.migrate(self.national_url)
+        say(f"    PostgreSQL {self.pg.url(NATIONAL_DB)}: the ATIH side's national database "
+            f"(migrations applied: {', '.join(applied) or 'none'})")
 
     def load_demo_region(self) -> None:
         """Copy config/regions/demo.yaml into the workdir with a short stability wait (the demo's files are
@@ -316,10 +337,13 @@ class Demo:
         data = yaml.safe_load(src.read_text(encoding="utf-8"))
         data.setdefault("intake", {})["stable_seconds"] = 1
         data["retry_delay_minutes"] = 0.5
+        # weekly ATIH files (1 January to last Sunday): the demo's few days of data always fall in a closed period
+        data.setdefault("atih", {})["frequency"] = "weekly"
         regions = self.workdir / "regions"
         regions.mkdir()
         dst = regions / f"{REGION_CODE}.yaml"
-        dst.write_text(f"# demo copy of {src} (intake.stable_seconds and retry_delay_minutes shortened)\n"
+        dst.write_text(f"# demo copy of {src} (intake.stable_seconds and retry_delay_minutes shortened, "
+                       "weekly ATIH files)\n"
                        + yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
         self.region = load_region(dst)
 
@@ -334,6 +358,17 @@ class Demo:
             chroot = self.sftp.add_user(est.finess, self.accounts[est.finess], root / est.finess)
             for kind in ("inbox", "archive", "rejected", "ack"):
                 (chroot / kind).mkdir(exist_ok=True)
+        # the recipients: InVS and the ARS each an account of their own; ATIH's "Syrius" server, where the
+        # region's ATIH account has its home in the region's drop directory, and ATIH's reception account sees
+        # every region's drop directory (rpu_syrius_sftp)
+        syrius = self.workdir / "syrius"
+        self.recipient_dirs = {"invs": self.workdir / "recipients" / "invs",
+                               "ars": self.workdir / "recipients" / "ars", "atih": syrius / REGION_CODE}
+        for recipient, user in RECIPIENT_USERS.items():
+            self.accounts[user] = secrets.token_urlsafe(12)
+            self.sftp.add_user(user, self.accounts[user], self.recipient_dirs[recipient])
+        self.accounts["syrius"] = secrets.token_urlsafe(12)
+        self.sftp.add_user("syrius", self.accounts["syrius"], syrius)
         self.known_hosts = self.workdir / "known_hosts"
         self.known_hosts.write_text(self.sftp.known_hosts_line() + "\n")
         accounts = self.workdir / "sftp-accounts.txt"
@@ -348,8 +383,8 @@ class Demo:
 
     # -- 2. Airflow home -------------------------------------------------------------------------------
 
-    def sftp_conn_json(self) -> str:
-        conn = json.loads(self.sftp.airflow_conn_json("concentrator", self.accounts["concentrator"]))
+    def sftp_conn_json(self, user: str = "concentrator") -> str:
+        conn = json.loads(self.sftp.airflow_conn_json(user, self.accounts[user]))
         extra = conn.get("extra") or {}
         if isinstance(extra, str):
             extra = json.loads(extra)
@@ -404,6 +439,12 @@ class Demo:
                 "conn_type": "postgres", "host": self.pg.host, "port": self.pg.port,
                 "login": self.pg.superuser, "schema": DB_NAME}),
             "AIRFLOW_CONN_SMTP_DEFAULT": self.smtp.airflow_conn_json(),
+            **{f"AIRFLOW_CONN_RPU_{REGION_CODE.upper()}_SFTP_{r.upper()}": self.sftp_conn_json(u)
+               for r, u in RECIPIENT_USERS.items()},
+            "AIRFLOW_CONN_RPU_SYRIUS_SFTP": self.sftp_conn_json("syrius"),
+            "AIRFLOW_CONN_RPU_NATIONAL_DB": json.dumps({
+                "conn_type": "postgres", "host": self.pg.host, "port": self.pg.port,
+                "login": self.pg.superuser, "schema": NATIONAL_DB}),
             "RPU_DATA_DIR": str(data_dir),
             "RPU_REGIONS_DIR": str(self.workdir / "regions"),
             ENV_MARKER: str(self.workdir),
@@ -526,6 +567,10 @@ class Demo:
         by_finess: dict[str, list[Path]] = {}
         for p in paths:
             by_finess.setdefault(p.parent.name, []).append(p)
+        # one active establishment stays silent (not the one holding the malformed file): the watch tells it
+        spoiled = {p.parent.name for p in paths if errors_by_path.get(p)}
+        self.silent = [e.finess for e in self.region.active if e.finess not in spoiled][-1]
+        by_finess.pop(self.silent, None)
         size = sum(p.stat().st_size for p in paths)
         say(f"    {len(paths)} files ({size / 1e6:.1f} MB), send days {start:%d/%m/%Y} – "
             f"{start + timedelta(days=self.days - 1):%d/%m/%Y}, {len(by_finess)} establishments")
@@ -539,7 +584,8 @@ class Demo:
                     except OSError:
                         sftp.rename(tmp_name, f"inbox/{p.name}")
                     self.uploaded.append((finess, p.name, errors_by_path.get(p)))
-        say(f"    uploaded {len(self.uploaded)} files through SFTP, each establishment with its own login")
+        say(f"    uploaded {len(self.uploaded)} files through SFTP, each establishment with its own login; "
+            f"{self.silent} ({self.region.establishment(self.silent).name}) sends nothing, on purpose")
 
     def sftp_session(self, user: str):
         import contextlib
@@ -660,6 +706,146 @@ class Demo:
                     f"({time.monotonic() - t0:.0f} s)")
             time.sleep(3)
 
+    def run_dag(self, dag_id: str, timeout: float = RUN_TIMEOUT, conf: dict | None = None) -> str:
+        """Unpause `dag_id`, trigger it through the REST API, wait until none of its runs is queued or running;
+        returns the state of ours. (Unpausing may start the scheduler's own run of the latest tick too.)"""
+        deadline = time.monotonic() + DAG_PARSE_TIMEOUT
+        while self.api("GET", f"/dags/{dag_id}")[0] != 200:
+            self.check_services()
+            if time.monotonic() > deadline:
+                raise DemoError(f"DAG {dag_id} not parsed after {DAG_PARSE_TIMEOUT:.0f} s; see "
+                                f"{self.logs}/dag-processor.log")
+            time.sleep(2)
+        status, body = self.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+        if status != 200:
+            raise DemoError(f"cannot unpause {dag_id}: HTTP {status} {body}")
+        # the sends and the watch take their period from the run's logical date: now
+        status, body = self.api("POST", f"/dags/{dag_id}/dagRuns", {
+            "logical_date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "note": "triggered by rpu_dev.demo", **({"conf": conf} if conf else {})})
+        if status not in (200, 201) or not isinstance(body, dict):
+            raise DemoError(f"cannot trigger {dag_id}: HTTP {status} {body}")
+        run_id = body["dag_run_id"]
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_services()
+            status, body = self.api("GET", f"/dags/{dag_id}/dagRuns?limit=100")
+            if status == 401:
+                self.login()
+                continue
+            runs = {r["dag_run_id"]: r.get("state") for r in (body or {}).get("dag_runs", [])} \
+                if isinstance(body, dict) else {}
+            if runs.get(run_id) in ("success", "failed") and not any(
+                    st in ("queued", "running") for st in runs.values()):
+                say(f"    {dag_id}: " + ", ".join(f"{rid} {st}" for rid, st in sorted(runs.items())))
+                return runs[run_id]
+            if time.monotonic() > deadline:
+                raise DemoError(f"{dag_id} not done after {timeout:.0f} s (runs: {runs}); see "
+                                f"{self.base_url}/dags/{dag_id}")
+            time.sleep(3)
+
+    # -- 7. the day's sends and the ATIH side -------------------------------------------------------------
+
+    def recipient_files(self, recipient: str) -> list[Path]:
+        """What a recipient's SFTP account holds (ATIH: what its reception archived or refused too)."""
+        root = self.recipient_dirs[recipient]
+        return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+                      and "ack" not in p.relative_to(root).parts)
+
+    def sends(self) -> bool:
+        states = {dag_id: self.run_dag(dag_id) for dag_id in SEND_DAGS}
+        say()
+        say("What the recipients' SFTP accounts hold after the day's sends:")
+        ok = all(st == "success" for st in states.values())
+        for recipient, user in RECIPIENT_USERS.items():
+            files = self.recipient_files(recipient)
+            ok = ok and bool(files)
+            say(f"  {recipient:5} account {user:10} {self.recipient_dirs[recipient]}: {len(files)} file(s)")
+            for f in files[:4]:
+                say(f"        {f.relative_to(self.recipient_dirs[recipient])}")
+            if len(files) > 4:
+                say(f"        … and {len(files) - 4} more")
+        return ok
+
+    def atih_side(self) -> bool:
+        import psycopg
+        from rpu.national import reconciliation, report, settings
+
+        state = self.run_dag(RECEPTION_DAG)
+        year = datetime.now(self.region.tz).year
+        with psycopg.connect(self.national_url, connect_timeout=10) as conn:
+            files = conn.execute("SELECT status, count(*) FROM national_file WHERE region = %s GROUP BY status",
+                                 (REGION_CODE,)).fetchall()
+            grid = report.grid(conn, year, [self.region])
+        result = reconciliation.reconcile_urls(self.db_url, self.national_url, settings.load(), self.region, year)
+        received = dict(files)
+        say()
+        say(f"What ATIH received (syrius_reception, national database {NATIONAL_DB}): "
+            + (", ".join(f"{n} {st}" for st, n in sorted(received.items())) or "nothing"))
+        say()
+        say("The national page (rpu report national):")
+        months = max([r["month"] for r in grid["rows"] if r["files"]] + [datetime.now(self.region.tz).month])
+        for line in report.render(grid, "table", months=months).rstrip("\n").splitlines():
+            say(f"  {line}")
+        say()
+        for line in reconciliation.render(result).rstrip("\n").splitlines():
+            say(f"  {line}")
+        statuses = [r["status"] for r in result["rows"]]
+        return state == "success" and received.get("accepted", 0) > 0 and bool(statuses) and \
+            all(s == "conforme" for s in statuses)
+
+    # -- 8. the watch, 9. a reprise ----------------------------------------------------------------------
+
+    def print_mails(self, mails, about: str) -> None:
+        say(f"  {len(mails)} mail(s) captured by the SMTP sink ({about}):")
+        for m in mails:
+            say(f"  ┌ To: {', '.join(m.rcpt_tos)}")
+            say(f"  │ Subject: {m.subject}")
+            lines = [line for line in m.body_text().splitlines() if line.strip()]
+            for line in lines[:14]:
+                say(f"  │ {line[:150]}")
+            if len(lines) > 14:
+                say(f"  │ … ({len(lines) - 14} more lines)")
+            say("  └")
+
+    def watch(self) -> bool:
+        """Move the watch's cut-off to the coming minute (after every reception of the demo), wait for it and run
+        `demo_watch`: the silent establishment is the only active one with nothing received by the cut-off."""
+        cut = (datetime.now(self.region.tz) + timedelta(minutes=1)).replace(second=0, microsecond=0)
+        path = self.workdir / "regions" / f"{REGION_CODE}.yaml"
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        data.setdefault("watch", {})["cutoff"] = f"{cut:%H:%M}"
+        path.write_text(text.splitlines()[0] + f" (watch.cutoff {cut:%H:%M}: the minute after the intake)\n"
+                        + yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        self.region = load_region(path)
+        say(f"    watch cut-off set to {cut:%H:%M} ({self.region.timezone}); waiting for it")
+        while datetime.now(self.region.tz) < cut + timedelta(seconds=2):
+            time.sleep(1)
+        before = len(self.smtp.messages)
+        state = self.run_dag(f"{REGION_CODE}_watch")
+        mails = self.smtp.messages[before:]
+        say()
+        self.print_mails(mails, f"the watch, {self.silent} silent on purpose")
+        return state == "success" and any(self.silent in m.body_text() for m in mails)
+
+    def reprise(self) -> bool:
+        """A reprise of the last days of the first establishment, to InVS, triggered through the REST API."""
+        finess = self.region.active[0].finess
+        today = datetime.now(self.region.tz).date()
+        conf = {"establishment": finess, "start_date": (today - timedelta(days=self.days + 7)).isoformat(),
+                "end_date": (today - timedelta(days=1)).isoformat(), "recipients": ["invs"], "dry_run": False}
+        say(f"    POST {self.base_url}/api/v2/dags/{REGION_CODE}_reprise/dagRuns conf={json.dumps(conf)}")
+        before_files = len(self.recipient_files("invs"))
+        before = len(self.smtp.messages)
+        state = self.run_dag(f"{REGION_CODE}_reprise", conf=conf)
+        mails = self.smtp.messages[before:]
+        added = len(self.recipient_files("invs")) - before_files
+        say(f"    reprise: {added} file(s) added to the InVS account")
+        say()
+        self.print_mails(mails, "the reprise's summary")
+        return state == "success" and added > 0 and bool(mails)
+
     # -- 6. report --------------------------------------------------------------------------------------
 
     def report(self) -> bool:
@@ -718,7 +904,6 @@ class Demo:
         malformed = [(f, n) for (f, n), e in injected.items() if e == "malformed"]
         malformed_ok = bool(malformed) and all(status_of.get(n) == "rejected" for _, n in malformed)
         accepted_ok = tot[0] > 0
-        self.print_access()
         return malformed_ok and accepted_ok
 
     def print_receipts(self, rejected, status_of) -> None:
@@ -755,6 +940,12 @@ class Demo:
         say(f"               a file put into an inbox (sftp> put FILE inbox/) is taken by the next run of {DAG_ID} "
             f"('{self.region.intake.schedule}', or Trigger in the UI); the receipt appears in ack/")
         say(f"  PostgreSQL   {self.pg.url(DB_NAME)}")
+        say(f"  sends        InVS {self.recipient_dirs['invs']}, ARS {self.recipient_dirs['ars']}, "
+            f"ATIH {self.recipient_dirs['atih']} (SFTP logins in sftp-accounts.txt); "
+            f"ledger: . {self.workdir / 'env.sh'}; rpu ledger --region {REGION_CODE} --db '{self.db_url}'")
+        say(f"  ATIH side    national page {self.base_url}/rpu/national , region {self.base_url}/rpu/regions/"
+            f"{REGION_CODE} (reconciliation, daily charts); DAG {self.base_url}/dags/{RECEPTION_DAG}")
+        say(f"               rpu report national --db '{self.national_url}' --year {datetime.now(self.region.tz).year}")
         say(f"  SMTP sink    {HOST} port {self.smtp.port} ({len(self.smtp.messages)} mail(s) captured)")
         say(f"  Airflow CLI  . {self.workdir / 'env.sh'}; airflow dags list")
         say(f"  logs         {self.logs}")
@@ -786,9 +977,24 @@ class Demo:
         step(f"unpausing and triggering {DAG_ID}")
         self.trigger_and_wait()
         ok = self.report()
+        step("the day's sends: InVS, ARS, ATIH")
+        sent = self.sends()
+        step("the ATIH side: Syrius reception, national page, reconciliation")
+        atih = self.atih_side()
+        step(f"the watch, {self.silent} silent on purpose")
+        watched = self.watch()
+        step(f"a reprise through Airflow's REST API ({REGION_CODE}_reprise)")
+        reprised = self.reprise()
+        self.print_access()
         say()
-        say(f"Demo {'OK' if ok else 'FAILED'}: at least one file accepted and the malformed file rejected"
-            if ok else "Demo FAILED: expected at least one accepted file and the malformed file rejected")
+        say(f"Intake {'OK' if ok else 'FAILED'}: at least one file accepted and the malformed file rejected")
+        say(f"Sends {'OK' if sent else 'FAILED'}: every send succeeded and each recipient's account holds files")
+        say(f"ATIH side {'OK' if atih else 'FAILED'}: the ATIH files received and every send reconciled "
+            "(reçu, conforme)")
+        say(f"Watch {'OK' if watched else 'FAILED'}: the silent establishment's alert mailed the same day")
+        say(f"Reprise {'OK' if reprised else 'FAILED'}: the reprise sent its files and its summary mail")
+        ok = ok and sent and atih and watched and reprised
+        say(f"Demo {'OK' if ok else 'FAILED'}")
         say(f"({time.monotonic() - t0:.0f} s since start)")
         if self.once:
             return 0 if ok else 1
@@ -834,7 +1040,8 @@ def _raise_exit(signum, _frame):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rpu_dev.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--once", action="store_true",
-                   help="exit after the first report: 0 when a file was accepted and the malformed one rejected")
+                   help="exit after the first report: 0 when every step worked (a file accepted and the malformed "
+                        "one rejected, the sends, the ATIH side reconciled, the watch's alert, the reprise's mail)")
     p.add_argument("--days", type=int, default=14, help="send days of synthetic files (default 14)")
     p.add_argument("--port", type=int, default=8080, help="Airflow api-server port on 127.0.0.1 (default 8080)")
     p.add_argument("--workdir", type=Path, default=PROJECT_DIR / "var" / "demo",

@@ -9,6 +9,5 @@ files, outbox, mail) and nothing imports it but the CLI, the `syrius_reception` 
     reception       drop directory → checks → national database → archive/ or rejected/ + receipt
     report          the national page (region × month grid, drill-down), table / CSV / JSON
     reconciliation  each region's ATIH sends (its ledger) against what was received; mailed once
-    svg             server-rendered charts (no script), readable without colour
     commands        `rpu syrius receive`, `rpu report national|reconciliation`, `rpu db migrate --national`
 """

@@ -70,6 +70,13 @@ def reconcile(region_conn, national_conn, national: National, region: Region, ye
                      "status": status, "label": LABELS[status], "received_rpu": r["rpu"] if r else None,
                      "received_at": r["received_at"].astimezone(region.tz).isoformat(timespec="seconds")
                      if r else None, "rule": r["rule"] if r else None})
+    return {"report": "reconciliation", "region": region.code, "region_name": region.name, "year": year,
+            "missing_after_hours": national.missing_after_hours, "rows": rows, "months": months_of(rows)}
+
+
+def months_of(rows: list[dict]) -> dict[str, dict]:
+    """The month cells of reconciled rows: {"1".."12": {"status", "label", "files", "counts"}}, each month (of
+    the file's period end) taking the worst status of its files; months without a send absent."""
     months: dict[str, dict] = {}
     for row in rows:
         m = months.setdefault(str(row["month"]), {"status": "conforme", "files": 0, "counts": {}})
@@ -79,8 +86,7 @@ def reconcile(region_conn, national_conn, national: National, region: Region, ye
             m["status"] = row["status"]
     for m in months.values():
         m["label"] = LABELS[m["status"]]
-    return {"report": "reconciliation", "region": region.code, "region_name": region.name, "year": year,
-            "missing_after_hours": national.missing_after_hours, "rows": rows, "months": months}
+    return months
 
 
 def reconcile_urls(region_db: str, national_db: str, national: National, region: Region, year: int, **kw) -> dict:
