@@ -40,7 +40,8 @@ def dag_args(region: Region, kind: str) -> dict:
 def failure_doc(region: Region, kind: str) -> str:
     """The lines of a DAG's doc_md about failures, timeouts and who is told."""
     t = region.timeouts[kind]
-    ops = ", ".join(region.ops_emails) or "nobody: no operations address in the region file (alerts.ops)"
+    where = region.source.name if region.source else "the settings file"    # config/regions/<code>.yaml, national.yaml
+    ops = ", ".join(region.ops_emails) or f"nobody: no operations address in {where} (alerts.ops)"
     return (f"**Failures**: a task is retried {region.retries} time(s), from {region.retry_delay_minutes:g} min, "
             f"the delay doubling each time (at most {region.retry_max_delay_minutes:g} min); a task running longer "
             f"than {t['task_minutes']:g} min is failed (then retried), a run longer than {t['dagrun_minutes']:g} min "
