@@ -81,6 +81,15 @@ def smtp_sink() -> Iterator[SmtpSink]:
 
 
 @pytest.fixture
+def smtp(smtp_sink, region, monkeypatch):
+    """The SMTP sink as the region's SMTP connection (AIRFLOW_CONN_*), emptied before and after."""
+    smtp_sink.clear()
+    monkeypatch.setenv(f"AIRFLOW_CONN_{region.smtp_conn_id.upper()}", smtp_sink.airflow_conn_json())
+    yield smtp_sink
+    smtp_sink.clear()
+
+
+@pytest.fixture
 def national_db(pg_server):
     """A fresh database with the national schema."""
     from rpu.national import schema  # only the national tests need it

@@ -17,14 +17,6 @@ from rpu import ops, outbox, store  # noqa: E402
 OPS = "exploitation@demo.invalid"
 
 
-@pytest.fixture
-def smtp(smtp_sink, region, monkeypatch):
-    smtp_sink.clear()
-    monkeypatch.setenv(f"AIRFLOW_CONN_{region.smtp_conn_id.upper()}", smtp_sink.airflow_conn_json())
-    yield smtp_sink
-    smtp_sink.clear()
-
-
 def test_safe_error_quotes_only_this_packages_own_errors():
     assert ops.safe_error(None) is None
     assert ops.safe_error(ValueError("CP 75012 de M. Dupont")) == "ValueError (détail dans le journal de la tâche)"

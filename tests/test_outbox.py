@@ -16,14 +16,6 @@ OPS = "exploitation@demo.invalid"
 
 
 @pytest.fixture
-def smtp(smtp_sink, region, monkeypatch):
-    smtp_sink.clear()
-    monkeypatch.setenv(f"AIRFLOW_CONN_{region.smtp_conn_id.upper()}", smtp_sink.airflow_conn_json())
-    yield smtp_sink
-    smtp_sink.clear()
-
-
-@pytest.fixture
 def conn(db):
     with store.connection(db) as c:
         yield c

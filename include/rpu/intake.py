@@ -365,18 +365,24 @@ def list_new_files(region: Region, remote, *, stable_seconds: float | None = Non
                     seen[e.path] = (est.finess, e)
         return seen
 
+    return [_item(region, finess, e) for finess, e in stable_entries(look, wait)]
+
+
+def stable_entries(look, wait: float) -> list[tuple[str, object]]:
+    """The entries `look()` ({path: (owner, entry)}) lists twice, `wait` seconds apart, with the same size and
+    mtime, as (owner, entry); the others are still being written and are left for the next run."""
     first = look()
     if first and wait:
         time.sleep(wait)
     second = look() if wait else first
-    items = []
-    for path, (finess, e) in second.items():
+    stable = []
+    for path, (owner, e) in second.items():
         before = first.get(path)
         if before is None or (before[1].size, before[1].mtime) != (e.size, e.mtime):
-            log.info("%s · %s is still being written: left for the next run", finess, safe_name(e.raw))
+            log.info("%s · %s is still being written: left for the next run", owner, safe_name(e.raw))
             continue
-        items.append(_item(region, finess, e))
-    return items
+        stable.append((owner, e))
+    return stable
 
 
 def chunks(region: Region, items: list[dict], max_map_length: int = 1024) -> list[dict]:

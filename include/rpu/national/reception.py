@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import posixpath
-import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -289,18 +288,7 @@ def list_new_files(national: National, regions: list[Region], remote, *,
                     seen[e.path] = (region.code, e)
         return seen
 
-    first = look()
-    if first and wait:
-        time.sleep(wait)
-    second = look() if wait else first
-    items = []
-    for path, (code, e) in second.items():
-        before = first.get(path)
-        if before is None or (before[1].size, before[1].mtime) != (e.size, e.mtime):
-            log.info("%s · %s is still being written: left for the next run", code, intake.safe_name(e.raw))
-            continue
-        items.append(_item(national, code, e))
-    return items
+    return [_item(national, code, e) for code, e in intake.stable_entries(look, wait)]
 
 
 def _remote_path(item: dict) -> str | bytes:
