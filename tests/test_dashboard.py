@@ -116,14 +116,13 @@ def test_desired_roles():
     from rpu.config import get_region
 
     demo = get_region("demo")
-    wanted, self_managed = roles.desired_roles([demo], [("can_read", "DAGs")],
-                                               dags_of=lambda r: roles.RegionDags(
-                                                   [f"{r.code}_intake", f"{r.code}_reprise"], [f"{r.code}_reprise"]))
+    wanted = roles.desired_roles([demo], [("can_read", "DAGs")],
+                                 dags_of=lambda r: roles.RegionDags([f"{r.code}_intake", f"{r.code}_reprise"],
+                                                                    {f"{r.code}_reprise": f"ARS_{r.code}"}))
     assert ("can_read", "DAGs") in wanted["ATIH"] and ("can_read", "Plugins") in wanted["ATIH"]
     ars = wanted["ARS_demo"]
     assert ("can_read", "DAG:demo_intake") in ars and ("can_read", "DAGs") not in ars
-    assert not any(r.endswith("demo_reprise") for _, r in ars)     # left to the DAG's access_control
-    assert self_managed == {"DAG:demo_reprise", "DAG Run:demo_reprise"}
+    assert {p for p in ars if p[1].endswith("demo_reprise")} == roles.trigger_permissions("demo_reprise")
     assert wanted[f"Lecteur_{A}"] == set(roles.PERSONAL)
     assert len([r for r in wanted if r.startswith("Lecteur_")]) == len(demo.establishments)
 
@@ -400,10 +399,9 @@ with get_application_builder() as ab:
         assert ab.sm.add_user(name, name, "Test", name + "@test.invalid", [ab.sm.find_role(r) for r in roles],
                               {PASSWORD!r}), name
 """)
-        # parse the DAGs into the metadata database: with the FAB auth manager this also applies the reprise
-        # DAG's access_control (what the dag-processor does)
+        # parse the DAGs into the metadata database (what the dag-processor does)
         d.airflow("dags", "reserialize")
-        # the sync is idempotent and leaves the reprise DAG's own permissions (its access_control) alone
+        # the sync is idempotent: parsing the DAGs changed none of its permissions
         out = d.run(sys.executable, "-m", "rpu.cli", "roles", "sync")
         assert "0 role(s) created, 0 permission(s) added, 0 removed" in out, out
         d.start()
@@ -621,6 +619,24 @@ def test_ars_may_trigger_its_own_reprise_only(dash):
         assert status == 200, (user, body)
         views = [v for p in json.loads(body)["plugins"] for v in p["external_views"]]
         assert any(v["href"].endswith("/rpu/") and v["url_route"] == "rpu-dashboard" for v in views), views
+
+
+@pytest.mark.slow
+def test_only_atih_may_trigger_a_release(dash):
+    """The `<code>_release` DAG (quarantine release): ATIH operations trigger it (the run records who), the ARS of
+    the region reads it but may not trigger it, nor may a reader."""
+    conf = {"file_id": 1, "reason": "faux positif du contrôle qualité"}
+    for user in ("ars_demo", "lecteur_a", "sans_role"):
+        assert _http("POST", f"{dash.url}/api/v2/dags/demo_release/dagRuns", token=dash.token(user),
+                     body={"logical_date": None, "conf": conf})[0] == 403, user
+    assert _http("GET", f"{dash.url}/api/v2/dags/demo_release", token=dash.token("ars_demo"))[0] == 200
+    for dag_id in ("demo_release", "autre_release"):
+        status, _, body = _http("POST", f"{dash.url}/api/v2/dags/{dag_id}/dagRuns", token=dash.token("atih"),
+                                body={"logical_date": None, "conf": conf})
+        assert status == 200, body
+        assert json.loads(body)["triggering_user_name"] == "atih"
+    assert _http("POST", f"{dash.url}/api/v2/dags/demo_reprise/dagRuns", token=dash.token("atih"),
+                 body={"logical_date": None, "conf": {}})[0] == 403     # ATIH triggers releases, not reprises
 
 
 # --- the ATIH side: national page, reconciliation, readers, charts ------------------------------------------

@@ -49,16 +49,14 @@ def failure_doc(region: Region, kind: str) -> str:
 
 
 def region_dag(region: Region, kind: DagKind | str, **overrides):
-    """The @dag decorator of the region's DAG of `kind`: its id (`<code>_<kind>`), tags, schedule (a cron of the
-    region file in the region's time zone, none for a triggered DAG) and access control from rpu.dagset, and the
-    policy of `dag_args` (timeouts of the kind's `timeouts.<kind>`); `overrides` (description, doc_md, params,
-    deadline…) complete or replace them."""
+    """The @dag decorator of the region's DAG of `kind`: its id (`<code>_<kind>`), tags and schedule (a cron of the
+    region file in the region's time zone, none for a triggered DAG) from rpu.dagset, and the policy of `dag_args`
+    (timeouts of the kind's `timeouts.<kind>`); `overrides` (description, doc_md, params, deadline…) complete or
+    replace them. No `access_control`: who may trigger a DAG is granted by `rpu roles sync` (rpu.dagset.
+    trigger_role), so the DAGs import whatever roles exist."""
     kind = dagset.kind(kind) if isinstance(kind, str) else kind
     cron = dagset.schedule(region, kind)
     args = dict(dag_id=dagset.dag_id(region.code, kind),
                 schedule=CronTriggerTimetable(cron, timezone=region.timezone) if cron else None,
                 tags=dagset.tags(region.code, kind), **dag_args(region, kind.timeouts))
-    access = dagset.access_control(region.code, kind)
-    if access:
-        args["access_control"] = access
     return dag(**{**args, **overrides})

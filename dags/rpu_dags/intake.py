@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from airflow.sdk import task
 
+from rpu import dagset
 from rpu.config import Region
 from rpu_dags.common import failure_doc, region_dag
 
@@ -50,7 +51,8 @@ and applies the archive's retention. Connections: `{region.sftp_intake_conn_id}`
                 items = rpu_intake.list_new_files(region, remote)
             return rpu_intake.chunks(region, items, conf.getint("core", "max_map_length"))
 
-        @task(map_index_template="{{ rpu_files }}", max_active_tis_per_dagrun=2)
+        @task(map_index_template="{{ rpu_files }}", max_active_tis_per_dagrun=2, 
+               pool=dagset.task_pools(region.code, dagset.INTAKE)["ingest"])
         def ingest(chunk: dict) -> list[dict]:
             """Download, check, load, acknowledge and archive each file of one chunk."""
             from airflow.sdk import get_current_context

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import task
 
+from rpu import dagset
 from rpu.config import Region
 from rpu_dags.common import failure_doc, region_dag
 
@@ -68,7 +69,7 @@ gardé en attente et part dès son retour (relance de `notify`, ou veille du len
                      ", ".join(plan.recipients), " — SIMULATION" if plan.dry_run else "")
             return plan.to_dict()
 
-        @task
+        @task(pool=dagset.task_pools(region.code, dagset.REPRISE)["send"])
         def send(plan: dict, run_id=None, dag_run=None) -> dict:
             """Re-send each file of the reprise (ledger + atomic upload), or only count it in a simulation."""
             import logging

@@ -49,6 +49,7 @@ def build_send(region: Region, recipient: str):
     what = WHAT[recipient]
     target = region.sends.recipients[recipient]
     deadline = invs_deadline(region) if recipient == "invs" else None
+    pools = dagset.task_pools(region.code, dagset.SENDS[recipient])
 
     @region_dag(
         region, dagset.SENDS[recipient],
@@ -72,7 +73,7 @@ back by the quality gate are never declared (the period is split or ends before 
 """,
     )
     def send_dag():
-        @task
+        @task(pool=pools["plan"])
         def plan(logical_date=None) -> list[dict]:
             """List the files to send (per FINESS_ordre with data), from the run's logical date in the region's
             time zone."""
@@ -83,7 +84,7 @@ back by the quality gate are never declared (the period is split or ends before 
             with store.connection(db_url(region.db_conn_id)) as conn:
                 return exports.daily_items(conn, region, recipient, day)
 
-        @task(map_index_template="{{ rpu_file }}", max_active_tis_per_dagrun=2)
+        @task(map_index_template="{{ rpu_file }}", max_active_tis_per_dagrun=2, pool=pools["send"])
         def send(item: dict, run_id=None) -> dict:
             """Prepare the file once (outbox + ledger), then upload it atomically."""
             from airflow.sdk import get_current_context

@@ -3,15 +3,16 @@
 | role               | who                                   | dashboard (plugin /rpu)          | Airflow UI                          |
 |--------------------|---------------------------------------|----------------------------------|-------------------------------------|
 | `Admin` (FAB)      | administrators                        | every region                     | everything                          |
-| `ATIH`             | national operations (ATIH)            | every region                     | read-only, every DAG                |
+| `ATIH`             | national operations (ATIH)            | every region                     | read-only, every DAG; trigger every `<code>_release` |
 | `ARS_<code>`       | the ARS of region `<code>`            | region `<code>`                  | read its region's DAGs; trigger its `<code>_reprise` |
 | `Lecteur_<FINESS>` | a reader of one establishment (ET)    | that establishment only          | nothing but its profile             |
 
 The sync creates the missing roles and makes each managed role's permissions exactly the ones listed here
-(permissions added by hand to these roles are removed: they are owned by this code). The permissions on a DAG
-that declares `access_control` (the reprise DAG: `ARS_<code>` may read and trigger it) are left to Airflow,
-which applies the DAG's `access_control` when it parses the DAG — hence: run `rpu roles sync` **before** the
-dag-processor parses a new region's DAGs (a DAG naming a role that does not exist fails to import).
+(permissions added by hand to these roles are removed: they are owned by this code), the per-DAG trigger
+permissions included (rpu.dagset.trigger_role: read and edit the DAG, read and create its runs). No DAG declares
+`access_control` (FAB fails the import of a DAG naming a role that does not exist yet): a new region's DAGs
+parse before the sync, and nobody but Admin may trigger its reprise or release until the sync has run.
+The sync also creates the Airflow pools (rpu.pools).
 Roles of regions or establishments no longer in the region files are reported, never deleted (users may
 still hold them). Users are created with Airflow's own command: `airflow users create ... --role ARS_demo`.
 
@@ -25,10 +26,9 @@ from dataclasses import dataclass, field
 
 from rpu import dagset
 from rpu.config import Region
-from rpu.dagset import ARS_PREFIX, ars_role
+from rpu.dagset import ARS_PREFIX, ATIH_ROLE, ars_role
 
 ADMIN_ROLE = "Admin"          # FAB's built-in administrator role
-ATIH_ROLE = "ATIH"
 LECTEUR_PREFIX = "Lecteur_"
 
 # FAB actions and resources (names as stored by FAB; see airflow.providers.fab.www.security.permissions)
@@ -54,32 +54,37 @@ def lecteur_role(finess: str) -> str:
     return f"{LECTEUR_PREFIX}{finess}"
 
 
+# What may trigger one DAG (FAB checks "can_edit" on the DAG and "can_create" on its runs to trigger it)
+def trigger_permissions(dag_id: str) -> set[tuple[str, str]]:
+    return {(READ, DAG_PREFIX + dag_id), (EDIT, DAG_PREFIX + dag_id),
+            (READ, DAG_RUN_PREFIX + dag_id), (CREATE, DAG_RUN_PREFIX + dag_id)}
+
+
 @dataclass
 class RegionDags:
-    """The DAG ids of a region, and those whose permissions their own `access_control` manages."""
+    """The DAG ids of a region, and the role that triggers each of those triggered by hand."""
     dag_ids: list[str] = field(default_factory=list)
-    self_managed: list[str] = field(default_factory=list)
+    triggered: dict[str, str] = field(default_factory=dict)
 
 
 def region_dags(region: Region) -> RegionDags:
     """The region's DAG ids as rpu.dagset lists them (the ones dags/rpu_dags builds; tests/dags checks they agree)."""
-    return RegionDags(dagset.dag_ids(region.code), dagset.self_managed_ids(region.code))
+    return RegionDags(dagset.dag_ids(region.code), dagset.triggered_ids(region.code))
 
 
 def desired_roles(regions: Iterable[Region], viewer_permissions: Iterable[tuple[str, str]],
-                  dags_of=region_dags) -> tuple[dict[str, set[tuple[str, str]]], set[str]]:
-    """(role → exact permissions, resources left to DAGs' access_control) for every region."""
+                  dags_of=region_dags) -> dict[str, set[tuple[str, str]]]:
+    """Role → its exact permissions, for every region."""
     roles: dict[str, set[tuple[str, str]]] = {ATIH_ROLE: set(viewer_permissions) | PERSONAL}
-    self_managed: set[str] = set()
     for region in regions:
         dags = dags_of(region)
-        for dag_id in dags.self_managed:
-            self_managed |= {DAG_PREFIX + dag_id, DAG_RUN_PREFIX + dag_id}
-        roles[ars_role(region.code)] = set(ARS_BASE) | {
-            (READ, DAG_PREFIX + d) for d in dags.dag_ids if d not in dags.self_managed}
+        roles[ars_role(region.code)] = set(ARS_BASE) | {(READ, DAG_PREFIX + d) for d in dags.dag_ids}
         for e in region.establishments:
             roles[lecteur_role(e.finess)] = set(PERSONAL)
-    return roles, self_managed
+    for region in regions:
+        for dag_id, role in dags_of(region).triggered.items():
+            roles.setdefault(role, set()).update(trigger_permissions(dag_id))
+    return roles
 
 
 def _is_ours(name: str) -> bool:
@@ -93,7 +98,7 @@ def sync(regions: list[Region], *, dry_run: bool = False, out=print) -> dict:
     counts = {"roles_created": 0, "permissions_added": 0, "permissions_removed": 0, "unknown_roles": 0}
     with get_application_builder() as appbuilder:
         sm = appbuilder.sm
-        wanted, self_managed = desired_roles(regions, sm.VIEWER_PERMISSIONS)
+        wanted = desired_roles(regions, sm.VIEWER_PERMISSIONS)
         for name in sorted(wanted):
             role = sm.find_role(name)
             if role is None:
@@ -111,8 +116,6 @@ def sync(regions: list[Region], *, dry_run: bool = False, out=print) -> dict:
                     perm = sm.get_permission(action, resource) or sm.create_permission(action, resource)
                     sm.add_permission_to_role(role, perm)
             for key in sorted(set(have) - set(wanted[name])):
-                if key[1] in self_managed:
-                    continue            # the DAG's access_control owns it
                 counts["permissions_removed"] += 1
                 out(f"role {name}: - {key[0]} on {key[1]}")
                 if not dry_run:

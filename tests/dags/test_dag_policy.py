@@ -86,6 +86,8 @@ def test_dag_policy(dag_id):
     limits = region.timeouts[TIMEOUT_GROUP[kind]]
     assert dag.dagrun_timeout == timedelta(minutes=limits["dagrun_minutes"])
     assert dag.tasks
+    pools = dagset.task_pools(region.code, dagset.kind(kind)) if SET.is_regional(dag) else {}
+    assert {t.task_id: t.pool for t in dag.tasks if t.pool != "default_pool"} == pools
     for task in dag.tasks:
         assert task.owner == region.team, task.task_id
         assert task.retries == region.retries and task.retries > 0, task.task_id
@@ -95,6 +97,21 @@ def test_dag_policy(dag_id):
         assert task.execution_timeout == timedelta(minutes=limits["task_minutes"]), task.task_id
         assert task.doc_md or getattr(getattr(task, "python_callable", None), "__doc__", None), \
             f"{task.task_id} has no docstring"
+
+
+def test_the_tasks_loading_shared_servers_take_their_pools():
+    """The region's PostgreSQL (ingest, the sends' queries, the reprise), each national SFTP server (the sends'
+    uploads): pools that `rpu pools sync` creates for exactly these names."""
+    from rpu import pools
+
+    get = SET.bag.dags.__getitem__
+    assert get("ara_intake").get_task("ingest").pool == "rpu_db_ara"
+    assert get("ara_send_invs").get_task("plan").pool == "rpu_db_ara"
+    assert get("ara_reprise").get_task("send").pool == "rpu_db_ara"
+    assert {get(f"guy_{k}").get_task("send").pool for k in ("send_invs", "send_atih", "export_ars")} == \
+        {"rpu_sftp_invs", "rpu_sftp_atih", "rpu_sftp_ars"}
+    used = {t.pool for d in SET.bag.dags.values() for t in d.tasks} - {"default_pool"}
+    assert used <= set(pools.desired_pools(SET.by_code.values()))
 
 
 def test_the_generated_regions_settings_reach_their_dags():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from support.dag_runs import run_form
 from support.regions import write_region
 from support.rpu_xml import rpu_file, visit
 
@@ -72,28 +73,7 @@ class RepriseEnv:
     def run(self, conf: dict):
         dag = self.base.dag("demo_reprise")
         assert dag is not None
-        try:
-            return dag.test(run_conf=conf)
-        except ValueError as exc:
-            # Airflow 3.3's dag.test() builds the context of a failed run's on_failure_callback from the serialized
-            # DAG, whose required Params it validates without the run's conf: it raises once every task is done and
-            # the run marked failed, before committing that state (the DAG processor, which runs the callback in
-            # production, uses the parsed DAG). Read the run back, failed; a conf refused before any run is
-            # re-raised.
-            import traceback
-
-            from airflow.models.dagrun import DagRun
-            from airflow.utils.session import create_session
-            from airflow.utils.state import DagRunState
-
-            if "execute_dag_callbacks" not in "".join(traceback.format_tb(exc.__traceback__)):
-                raise
-            with create_session() as session:
-                run = session.query(DagRun).filter(DagRun.dag_id == "demo_reprise").order_by(
-                    DagRun.id.desc()).first()
-                session.expunge(run)
-            run.state = DagRunState.FAILED
-            return run
+        return run_form(dag, conf)
 
     def uploaded(self, recipient: str) -> list[str]:
         return sorted(p.name for p in self.roots[recipient].rglob("*") if p.is_file())

@@ -7,5 +7,6 @@
 - `regions`: region files for the tests (a shipped file with test-friendly settings; regions provisioned by
   `rpu region add`) and the DAG folder that goes with them;
 - `sftp_session`: an account of the suite's SFTP server and an rpu.sftp.Remote on it (paramiko, host key pinned);
+- `dag_runs`: dag.test() of a DAG with a trigger form, its failed runs read back failed;
 - `airflow_env`: a scratch AIRFLOW_HOME for the tests outside tests/dags that reach Airflow's SMTP hook.
 """

@@ -21,3 +21,17 @@ def release(conn, file_id: int, by: str) -> dict:
     return {"file_id": file_id, "file": row["file_name"], "etab": row["etab"],
             "expectations": list(row["expectations"]), "released_at": row["released_at"],
             "released_by": row["released_by"], "already": already}
+
+
+def file_id_of(conn, finess: str, file_name: str) -> int:
+    """The received file id of an establishment's quarantined file, by its FINESS and file name (the release
+    form's other way of naming it): the one held, else the last released. Raises NotQuarantined when no file of
+    that name was quarantined, LookupError when several are held (then give the id, on the file's receipt)."""
+    rows = store.fetch_all(conn, "quality_quarantine_by_name", {"etab": finess, "file_name": file_name})
+    if not rows:
+        raise NotQuarantined(f"no file {file_name!r} of establishment {finess} is in quarantine")
+    held = [r["file_id"] for r in rows if r["released_at"] is None]
+    if len(held) > 1:
+        raise LookupError(f"{len(held)} files {file_name!r} of establishment {finess} are in quarantine "
+                          f"(ids {', '.join(map(str, held))}): give the file id of the one to release")
+    return rows[0]["file_id"]
