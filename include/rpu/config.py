@@ -116,6 +116,11 @@ SCHEMA = {
             "properties": {"blocking": {"type": "array", "items": {"type": "string", "minLength": 1}}},
         },
         "old_concentrator": {"type": "boolean"},
+        "pools": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: {"type": "integer", "minimum": 1, "maximum": 256} for k in ("db", "gx_gate", "sftp")},
+        },
         "ars_export": {
             "type": "object",
             "additionalProperties": False,
@@ -267,6 +272,15 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
+class PoolSettings:
+    """`pools:` of the region file: slots of the Airflow pools its tasks take (rpu.pools, rpu.dagset.task_pools).
+    `db`: the region's own PostgreSQL pool; `gx_gate` and `sftp` are shared by every region (the largest wins)."""
+    db: int = 4
+    gx_gate: int = 2
+    sftp: int = 4
+
+
+@dataclass(frozen=True)
 class QualitySettings:
     """`quality:` of the region file: the expectations whose failure quarantines a batch."""
     blocking: tuple[str, ...] = ()
@@ -302,6 +316,7 @@ class Region:
     ops_emails: tuple[str, ...] = ()
     old_concentrator: bool = False
     source: Path | None = None
+    pools: PoolSettings = field(default_factory=PoolSettings)
 
     def adjusted(self, **changes) -> Region:
         """A copy with some settings changed: a top-level field as `dataclasses.replace` takes it, a group's fields
@@ -455,6 +470,7 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
         ops_emails=tuple(alerts.get("ops", ())),
         old_concentrator=data.get("old_concentrator", False),
         source=Path(source) if not isinstance(source, Path) else source,
+        pools=PoolSettings(**data.get("pools", {})),
     )
 
 

@@ -15,7 +15,7 @@ from rpu.geo import GeoTableError
 # One module per command group; the order here is the order of `rpu --help`.
 PARSERS = (files.add_validate, database.add_db, files.add_ingest, sends.add_export, sends.add_ledger,
            status.add_status, database.add_geo, synth.add_synth, quality.add_release, provision.add_region,
-           provision.add_establishment, reports.add_report, watch.add_watch, roles.add_roles,
+           provision.add_establishment, reports.add_report, watch.add_watch, roles.add_roles, roles.add_pools,
            national.add_national)   # after report.add_report: it adds to `report`
 
 
