@@ -26,3 +26,14 @@ def db_url(conn_id: str) -> str:
     except ProgrammingError as exc:
         raise ValueError(f"Airflow connection {conn_id!r}: an extra is not a PostgreSQL connection parameter: {exc}") \
             from exc
+
+
+def find_db_url(conn_id: str) -> str | None:
+    """`db_url` of an Airflow connection looked up as Airflow does (AIRFLOW_CONN_<ID> variable, secrets backend,
+    metadata database), or None when none of them defines it."""
+    from airflow.sdk.exceptions import AirflowNotFoundException   # here: the `rpu` commands that need no database
+                                                                  # do not import Airflow
+    try:
+        return db_url(conn_id)
+    except AirflowNotFoundException:
+        return None

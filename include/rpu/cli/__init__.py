@@ -2,6 +2,11 @@
 functions as the DAGs.
 
 Exit codes: 0 success, 1 a file was rejected / a check failed, 2 usage error (bad arguments, bad config).
+
+The database of a command: --db URL, else $RPU_DB_URL, else the Airflow connection of the region (--region, or
+the only region; `connections.db` of its region file, default rpu_<code>_db) as Airflow finds it (AIRFLOW_CONN_*
+variable, secrets backend, metadata database). National database: --db / --national-db, else
+$RPU_NATIONAL_DB_URL, else the connection rpu_national_db.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ PARSERS = (files.add_validate, database.add_db, files.add_ingest, sends.add_expo
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rpu", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n")[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in PARSERS:
         add(sub)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from rpu import intake
 from rpu.checks import check_file
-from rpu.cli.common import region_of
-from rpu.config import get_region
+from rpu.cli.common import add_db_arg, region_db, region_of, the_region
 from rpu.quality import gx
 
 
@@ -31,8 +30,8 @@ def add_validate(sub) -> None:
 def add_ingest(sub) -> None:
     i = sub.add_parser("ingest", help="check and load files into the regional database (as the intake DAG does)")
     i.add_argument("files", nargs="+", metavar="FILE")
-    i.add_argument("--region", required=True)
-    i.add_argument("--db", required=True, metavar="URL")
+    i.add_argument("--region", help="region code (default: the only region of the region files)")
+    add_db_arg(i)
     i.add_argument("--sender", metavar="FINESS", help="the depositing establishment (default: the file's FINESS)")
     i.set_defaults(func=cmd_ingest)
 
@@ -91,11 +90,12 @@ def cmd_ingest(args) -> int:
     from tqdm import tqdm
 
 
-    region = get_region(args.region)
+    region = the_region(args)
+    db = region_db(args, region)
     worst = 0
     for f in args.files:
         with tqdm(desc=Path(f).name, unit=" visits", unit_scale=True, disable=None, file=sys.stderr) as bar:
-            r = intake.ingest_path(region, args.db, Path(f), sender=args.sender, progress=bar.update)
+            r = intake.ingest_path(region, db, Path(f), sender=args.sender, progress=bar.update)
         print(f"{f}: {r['status']} — {r['visits_loaded']} visits loaded, {r['visits_rejected']} rejected, "
               f"{r['visits_flagged']} flagged" + (f", days kept newer: {len(r['days_kept_newer'])}"
                                                    if r["days_kept_newer"] else ""), flush=True)

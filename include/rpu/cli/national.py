@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from rpu import store
+from rpu.cli.common import add_db_arg, national_db, region_db, the_region
 from rpu.config import get_region, load_regions
 from rpu.national import reception, reconciliation, report, settings
 
@@ -28,13 +29,14 @@ def _year(text: str) -> int:
 def cmd_receive(args) -> int:
     national = settings.load()
     region = get_region(args.region)
+    db = national_db(args)
     worst = 0
     for f in args.files:
         path = Path(f)
         if not path.is_file():
             print(f"rpu syrius receive: {f}: no such file", file=sys.stderr)
             return 2
-        r = reception.receive_path(national, region, args.db, path)
+        r = reception.receive_path(national, region, db, path)
         if args.json:
             print(json.dumps(r, ensure_ascii=False), flush=True)
         else:
@@ -58,7 +60,7 @@ def add_national(sub: argparse._SubParsersAction) -> None:
                                     "one is refused, 2 on bad arguments.")
     r.add_argument("files", nargs="+", metavar="FILE")
     r.add_argument("--region", required=True, help="the region whose drop directory the files come from")
-    r.add_argument("--db", required=True, metavar="URL", help="PostgreSQL URL of the national database")
+    add_db_arg(r, national=True)
     r.add_argument("--json", action="store_true", help="one receipt (JSON) per file and per line")
     r.set_defaults(func=cmd_receive)
 
@@ -68,7 +70,7 @@ def add_national(sub: argparse._SubParsersAction) -> None:
                                    "YEAR, the cumulative files completing M (one per FINESS_ordre, its latest), their "
                                    "establishments and RPU, and the 'Total général' row (docs/atih.md). With "
                                    "--region: that region per establishment (FINESS_ordre) and month.")
-    n.add_argument("--db", required=True, metavar="URL", help="PostgreSQL URL of the national database")
+    add_db_arg(n, national=True)
     n.add_argument("--year", required=True, type=_year, metavar="YYYY")
     n.add_argument("--region", help="drill down into one region (per establishment and month)")
     n.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -79,9 +81,9 @@ def add_national(sub: argparse._SubParsersAction) -> None:
                                     "'reçu, conforme' (same sha256 and RPU count), 'écart', 'refusé', 'non reçu' "
                                     "(nothing N hours after the send, reconciliation.missing_after_hours) or 'en "
                                     "attente' (docs/atih.md).")
-    rc.add_argument("--region", required=True)
-    rc.add_argument("--db", required=True, metavar="URL", help="PostgreSQL URL of the region's database")
-    rc.add_argument("--national-db", required=True, metavar="URL", help="PostgreSQL URL of the national database")
+    rc.add_argument("--region", help="region code (default: the only region of the region files)")
+    add_db_arg(rc)
+    add_db_arg(rc, national=True, flag="--national-db")
     rc.add_argument("--year", required=True, type=_year, metavar="YYYY")
     rc.add_argument("--format", choices=("table", "csv", "json"), default="table")
     rc.set_defaults(func=cmd_report_reconciliation)
@@ -90,7 +92,7 @@ def add_national(sub: argparse._SubParsersAction) -> None:
 
 def cmd_report_national(args) -> int:
     regions = load_regions()
-    with store.connection(args.db) as conn:
+    with store.connection(national_db(args)) as conn:
         if args.region:
             region = get_region(args.region)
             data = report.establishments(conn, args.year, region)
@@ -105,7 +107,8 @@ def cmd_report_national(args) -> int:
 
 
 def cmd_report_reconciliation(args) -> int:
-    region = get_region(args.region)
-    result = reconciliation.reconcile_urls(args.db, args.national_db, settings.load(), region, args.year)
+    region = the_region(args)
+    result = reconciliation.reconcile_urls(region_db(args, region), national_db(args, "national_db", "--national-db"),
+                                           settings.load(), region, args.year)
     sys.stdout.write(reconciliation.render(result, args.format))
     return 0

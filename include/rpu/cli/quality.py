@@ -6,7 +6,7 @@ import os
 import sys
 
 from rpu import store
-from rpu.config import get_region
+from rpu.cli.common import add_db_arg, region_db, the_region
 from rpu.quality.release import NotQuarantined, release
 
 
@@ -17,17 +17,17 @@ def add_release(sub) -> None:
                     "its stored visits are included again in the InVS, ATIH and ARS exports. Records who and "
                     "when; releasing a released file changes nothing. Exit 0, 1 when the file is not in "
                     "quarantine.")
-    p.add_argument("--region", required=True)
-    p.add_argument("--db", required=True, metavar="URL")
+    p.add_argument("--region", help="region code (default: the only region of the region files)")
+    add_db_arg(p)
     p.add_argument("--file-id", required=True, type=int, metavar="N", help="received file id (see its receipt)")
     p.add_argument("--by", help="who releases it (default: the operating-system user)")
     p.set_defaults(func=cmd_release)
 
 
 def cmd_release(args) -> int:
-    get_region(args.region)   # a known region (its file names the database's owner)
+    region = the_region(args)   # a known region (its file names the database's connection)
     by = args.by or os.environ.get("SUDO_USER") or getpass.getuser()
-    with store.connection(args.db) as conn:
+    with store.connection(region_db(args, region)) as conn:
         try:
             r = release(conn, args.file_id, by)
         except NotQuarantined as exc:

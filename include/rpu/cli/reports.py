@@ -6,7 +6,7 @@ import sys
 from datetime import date
 
 from rpu import reports, store
-from rpu.config import get_region
+from rpu.cli.common import add_db_arg, region_db, the_region
 from rpu.reports import FORMATS
 
 
@@ -20,8 +20,8 @@ def add_report(sub) -> None:
         description="Per establishment and month of YEAR: accepted files (by EXTRACT month) and stored RPUs (by "
                     "entry month), cumulative from 1 January to the end of each month as ATIH shows them, and the "
                     "RPU count of the ATIH file sent for that month (send ledger) with whether it matches.")
-    t.add_argument("--region", required=True)
-    t.add_argument("--db", required=True, metavar="URL")
+    t.add_argument("--region", help="region code (default: the only region of the region files)")
+    add_db_arg(t)
     t.add_argument("--year", required=True, type=_year, metavar="YYYY")
     t.add_argument("--format", choices=FORMATS, default="table")
     t.set_defaults(func=cmd_transmissions)
@@ -30,8 +30,8 @@ def add_report(sub) -> None:
         description="FEDORU completeness and exploitabilité of every RPU item per establishment and for the "
                     "region, and the share of visits flagged per quality rule, over the visits entered from "
                     "--from to --to (inclusive).")
-    q.add_argument("--region", required=True)
-    q.add_argument("--db", required=True, metavar="URL")
+    q.add_argument("--region", help="region code (default: the only region of the region files)")
+    add_db_arg(q)
     q.add_argument("--from", dest="start", required=True, type=_day, metavar="YYYY-MM-DD")
     q.add_argument("--to", dest="end", required=True, type=_day, metavar="YYYY-MM-DD")
     q.add_argument("--format", choices=FORMATS, default="table")
@@ -52,8 +52,8 @@ def _day(text: str) -> date:
 
 
 def cmd_transmissions(args) -> int:
-    region = get_region(args.region)
-    with store.connection(args.db) as conn:
+    region = the_region(args)
+    with store.connection(region_db(args, region)) as conn:
         report = reports.transmissions(conn, region, args.year)
     sys.stdout.write(reports.render(report, args.format))
     return 0
@@ -63,8 +63,8 @@ def cmd_quality(args) -> int:
     if args.end < args.start:
         print(f"rpu report quality: --to {args.end} is before --from {args.start}", file=sys.stderr)
         return 2
-    region = get_region(args.region)
-    with store.connection(args.db) as conn:
+    region = the_region(args)
+    with store.connection(region_db(args, region)) as conn:
         report = reports.quality(conn, region, args.start, args.end)
     sys.stdout.write(reports.render(report, args.format))
     return 0

@@ -5,8 +5,7 @@ import json
 from pathlib import Path
 
 from rpu import exports, sends, store
-from rpu.cli.common import date_arg, table
-from rpu.config import get_region
+from rpu.cli.common import add_db_arg, date_arg, region_db, table, the_region
 
 
 def add_export(sub) -> None:
@@ -14,8 +13,8 @@ def add_export(sub) -> None:
                        description="Build exactly the files the <region>_send_invs / _export_ars / _send_atih DAG "
                                    "would send for a run on DATE (same code), into OUT.")
     e.add_argument("recipient", choices=["invs", "ars", "atih"])
-    e.add_argument("--region", required=True)
-    e.add_argument("--db", required=True, metavar="URL")
+    e.add_argument("--region", help="region code (default: the only region of the region files)")
+    add_db_arg(e)
     e.add_argument("--date", required=True, type=date_arg, help="the run's date (YYYY-MM-DD, region's local date)")
     e.add_argument("--out", required=True, metavar="DIR")
     e.set_defaults(func=cmd_export)
@@ -24,8 +23,8 @@ def add_export(sub) -> None:
 
 def add_ledger(sub) -> None:
     led = sub.add_parser("ledger", help="list what was sent (the send ledger)")
-    led.add_argument("--region", required=True)
-    led.add_argument("--db", required=True, metavar="URL")
+    led.add_argument("--region", help="region code (default: the only region of the region files)")
+    add_db_arg(led)
     led.add_argument("--recipient", choices=["invs", "ars", "atih"])
     led.add_argument("--finess")
     led.add_argument("--limit", type=int, default=200)
@@ -35,8 +34,8 @@ def add_ledger(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    region = get_region(args.region)
-    with store.connection(args.db) as conn:
+    region = the_region(args)
+    with store.connection(region_db(args, region)) as conn:
         specs = exports.SPECS[args.recipient](conn, region, args.date)
         done = exports.write_to_dir(conn, region, specs, Path(args.out))
     for d in done:
@@ -48,8 +47,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_ledger(args) -> int:
-    get_region(args.region)
-    rows = sends.ledger(args.db, recipient=args.recipient, etab=args.finess, limit=args.limit)
+    region = the_region(args)
+    rows = sends.ledger(region_db(args, region), recipient=args.recipient, etab=args.finess, limit=args.limit)
     if args.json:
         print(json.dumps(rows, default=str, ensure_ascii=False, indent=1))
     else:

@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 
 from rpu import store, transition
-from rpu.cli.common import date_arg, table
-from rpu.config import get_region
+from rpu.cli.common import add_db_arg, date_arg, region_db, table, the_region
 
 
 def add_status(sub) -> None:
     st = sub.add_parser("status", help="establishments: last accepted file, consecutive days, ready to switch")
-    st.add_argument("--region", required=True)
-    st.add_argument("--db", required=True, metavar="URL")
+    st.add_argument("--region", help="region code (default: the only region of the region files)")
+    add_db_arg(st)
     st.add_argument("--date", type=date_arg, help="reference day (default: today in the region's time zone)")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
@@ -19,8 +18,8 @@ def add_status(sub) -> None:
 
 
 def cmd_status(args) -> int:
-    region = get_region(args.region)
-    with store.connection(args.db) as conn:
+    region = the_region(args)
+    with store.connection(region_db(args, region)) as conn:
         rows = transition.establishments(conn, region, args.date)
     for r in rows:
         r["ready_to_switch"] = "READY TO SWITCH" if r["ready_to_switch"] else ""

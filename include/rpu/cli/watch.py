@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 
 from rpu import store
-from rpu.config import get_region
+from rpu.cli.common import add_db_arg, region_db, the_region
 from rpu.watch import mails, rules
 
 
@@ -18,8 +18,8 @@ def add_watch(sub) -> None:
                     "(default: now): missing transmissions, rejected files, abnormal days, DP coding drops, "
                     "shadow establishments ready to switch. Nothing is recorded and no mail is sent. "
                     "Exit 0 when nothing is wrong, 1 otherwise.")
-    p.add_argument("--region", required=True, help="region code (config/regions/CODE.yaml)")
-    p.add_argument("--db", required=True, metavar="URL", help="PostgreSQL URL of the regional database")
+    p.add_argument("--region", help="region code (config/regions/CODE.yaml; default: the only region)")
+    add_db_arg(p)
     p.add_argument("--at", metavar="'YYYY-MM-DD HH:MM'",
                    help="the moment to judge, local time of the region (default: now)")
     p.add_argument("--json", action="store_true", help="the findings as one JSON object")
@@ -27,7 +27,7 @@ def add_watch(sub) -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    region = get_region(args.region)
+    region = the_region(args)
     if args.at:
         try:
             now = datetime.strptime(args.at.strip(), "%Y-%m-%d %H:%M").replace(tzinfo=region.tz)
@@ -37,7 +37,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             return 2
     else:
         now = datetime.now(region.tz)
-    with store.connection(args.db) as conn:
+    with store.connection(region_db(args, region)) as conn:
         f = rules.findings(conn, region, now)
     if args.json:
         print(json.dumps(f.to_dict(), ensure_ascii=False, indent=1))
