@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -398,10 +399,22 @@ def test_establishment_add_keeps_comments_and_layout_of_a_hand_written_file(env,
 
 # --- Airflow connections ------------------------------------------------------------------------------------
 
+# An `airflow` that records each command line it is given, and the permissions of the files it names, before
+# running the real one (rpu.provision.connections runs $RPU_AIRFLOW_CMD).
+RECORDING_AIRFLOW = """#!/bin/sh
+{{ printf 'ARGV %s\\n' "$*"
+  for a in "$@"; do
+    if [ -f "$a" ]; then echo "FILE $(stat -c %a "$a") $(stat -c %a "$(dirname "$a")") $(wc -c < "$a") $a"; fi
+  done; }} >> {log}
+exec {python} -m airflow "$@"
+"""
+
+
 @pytest.mark.slow
 def test_create_connections(env, capsys, monkeypatch):
-    """`--create-connections` runs `airflow connections add` for the complete connection (the database's, with
-    the fresh password), prints the others, and leaves an existing one alone on a rerun."""
+    """`--create-connections` imports the complete connection (the database's, with the fresh password) from a
+    file only its owner may read, deleted afterwards — no password on any command line —, prints the others,
+    creates the pools, leaves an existing connection alone on a rerun and replaces it when the password rotates."""
     # a throw-away Airflow for the `airflow` subprocesses (they inherit os.environ)
     monkeypatch.setenv("AIRFLOW_HOME", str(env.tmp / "airflow"))
     monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
@@ -410,6 +423,15 @@ def test_create_connections(env, capsys, monkeypatch):
     airflow_env = dict(os.environ)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
                    env=airflow_env, timeout=300)
+    log, fake = env.tmp / "airflow-argv.log", env.tmp / "airflow-recording"
+    fake.write_text(RECORDING_AIRFLOW.format(log=shlex.quote(str(log)), python=shlex.quote(sys.executable)))
+    fake.chmod(0o755)
+    monkeypatch.setenv("RPU_AIRFLOW_CMD", str(fake))
+
+    def airflow_json(*args):
+        got = subprocess.run([sys.executable, "-m", "airflow", *args, "-o", "json"], capture_output=True, text=True,
+                             env=airflow_env, timeout=120)
+        return json.loads(got.stdout[got.stdout.find("["):])
 
     rc, out, err = env.region_add(capsys, "pvb", "--create-connections", sftp=False)
     assert rc == 0, err
@@ -417,15 +439,33 @@ def test_create_connections(env, capsys, monkeypatch):
     [password] = re.findall(r"password of role rpu_pvb \(shown once[^)]*\): (\S+)", out)
     assert out.count(password) == 1
     assert "airflow connections add rpu_pvb_sftp_intake" in out     # placeholders: printed, not created
-    got = subprocess.run([sys.executable, "-m", "airflow", "connections", "get", "rpu_pvb_db", "-o", "json"],
-                         capture_output=True, text=True, env=airflow_env, timeout=120)
-    [conn] = json.loads(got.stdout[got.stdout.find("["):])
+    [conn] = airflow_json("connections", "get", "rpu_pvb_db")
     assert (conn["login"], conn["password"], conn["schema"]) == ("rpu_pvb", password, "rpu_pvb")
     psycopg.connect(env.role_url("pvb", password)).close()
+    pools = {p["pool"]: int(p["slots"]) for p in airflow_json("pools", "list")}
+    assert pools["rpu_db_pvb"] == 4 and {"rpu_gx_gate", "rpu_sftp_invs", "rpu_sftp_atih", "rpu_sftp_ars"} <= set(pools)
+
+    recorded = log.read_text()
+    commands = [line for line in recorded.splitlines() if line.startswith("ARGV ")]
+    assert password not in recorded and not any("connections add" in c for c in commands), recorded
+    [imported] = [c for c in commands if c.startswith("ARGV connections import --overwrite ")]
+    path = imported.split()[-1]
+    [(mode, dir_mode, size)] = [line.split()[1:4] for line in recorded.splitlines()
+                                if line.startswith("FILE ") and line.endswith(" " + path)]
+    assert (mode, dir_mode) == ("600", "700") and int(size) > len(password)
+    assert not Path(path).exists() and not Path(path).parent.exists()     # deleted once imported
 
     rc, out, err = env.region_add(capsys, "pvb", "--create-connections", sftp=False)
     assert rc == 0, err
     assert "rpu_pvb_db: exists, left alone" in out
+
+    log.write_text("")
+    rc, out, err = env.region_add(capsys, "pvb", "--create-connections", "--rotate-password", sftp=False)
+    assert rc == 0, err
+    [new] = re.findall(r"password of role rpu_pvb \(shown once[^)]*\): (\S+)", out)
+    assert new != password and "rpu_pvb_db: replaced (new password)" in out
+    assert airflow_json("connections", "get", "rpu_pvb_db")[0]["password"] == new
+    assert new not in log.read_text() and "connections import --overwrite" in log.read_text()
 
 
 def test_region_add_needs_the_ars_address_once_an_establishment_is_active(env, capsys):

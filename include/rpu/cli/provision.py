@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rpu import dagset
-from rpu.config import PROJECT_DIR, ConfigError, Region, parse_region, regions_dir
-from rpu.provision.connections import connection_specs, create_connections
+from rpu import dagset, pools
+from rpu.config import PROJECT_DIR, ConfigError, Region, load_region, parse_region, region_files, regions_dir
+from rpu.provision.connections import connection_specs, create_connections, import_pools
 from rpu.provision.database import (ENV_ADMIN_DB, _conn_params, _where, check_admin_url, db_preflight, new_password,
                                     provision_database)
 from rpu.provision.errors import ProvisionError, ServiceError, fail
@@ -72,7 +72,8 @@ def add_region(sub) -> None:
     a.add_argument("--regions-dir", metavar="DIR", help=RDIR_HELP)
     a.add_argument("--dags-dir", metavar="DIR", help="the DAG folder (default: the project's dags/)")
     a.add_argument("--create-connections", action="store_true",
-                   help="run `airflow connections add` for the complete connections missing (others are printed)")
+                   help="import the complete connections missing into Airflow (from a 0600 file: no password on a "
+                        "command line; others are printed), and create the region's pools")
     a.set_defaults(func=cmd_region_add)
 
 
@@ -260,6 +261,9 @@ def _region_add(args, run: _Run) -> int:
         out.append("Airflow connections:")
         lines, rest = create_connections(specs, password)
         out += [f"  {line}" for line in lines]
+        wanted = pools.desired_pools(_valid_regions(rdir))
+        import_pools(wanted)
+        out.append(f"  pools: {', '.join(sorted(wanted))} (created or resized; `rpu pools sync` does the same)")
         if password:
             out.append(f"  password of role rpu_{code} (shown once, stored nowhere else): {password}")
         if rest:
@@ -279,6 +283,17 @@ def _region_add(args, run: _Run) -> int:
     print("\n".join(out + warnings), flush=True)
     run.password_shown = True
     return 0
+
+
+def _valid_regions(rdir: Path) -> list[Region]:
+    """The valid region files of the directory (an invalid one is another region's business here)."""
+    found = []
+    for path in region_files(rdir):
+        try:
+            found.append(load_region(path))
+        except ConfigError:
+            pass
+    return found
 
 
 @contextmanager

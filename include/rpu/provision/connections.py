@@ -1,4 +1,5 @@
-"""The Airflow connections of a region: printed as `airflow connections add` commands, or created."""
+"""The Airflow connections of a region: printed as `airflow connections add` commands, or created — imported
+from a file only its owner may read (`airflow connections import`), never with a password on a command line."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
@@ -54,13 +56,35 @@ def connection_specs(region: Region, *, db_host: str | None, password: str | Non
     return specs
 
 
+ENV_AIRFLOW = "RPU_AIRFLOW_CMD"   # the `airflow` command to run (default: this Python's `python -m airflow`)
+
+
+def airflow_command() -> list[str]:
+    return shlex.split(os.environ[ENV_AIRFLOW]) if os.environ.get(ENV_AIRFLOW) else [sys.executable, "-m", "airflow"]
+
+
 def _airflow(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "airflow", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=300)
+    return subprocess.run([*airflow_command(), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=300)
+
+
+def import_connections(specs: list[ConnSpec]) -> subprocess.CompletedProcess:
+    """`airflow connections import --overwrite FILE`: the connections written to a JSON file (conn id → URI) that
+    only its owner may read (0600, in a private temporary directory), deleted once imported. The passwords never
+    appear in a command line (`ps`, shell history, audit logs of commands)."""
+    with tempfile.TemporaryDirectory(prefix="rpu-connections-") as directory:   # 0700
+        path = os.path.join(directory, "connections.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({s.conn_id: s.uri for s in specs}, f)
+        try:
+            return _airflow("connections", "import", "--overwrite", path)
+        finally:
+            os.unlink(path)
 
 
 def create_connections(specs: list[ConnSpec], secret: str | None) -> tuple[list[str], list[ConnSpec]]:
-    """`airflow connections add` for each complete connection not there yet (AIRFLOW_CONN_* variables count); a
+    """Import each complete connection not there yet (AIRFLOW_CONN_* variables count) from a 0600 file; a
     connection whose password was just rotated is replaced. Returns (report lines, connections still to create:
     missing and with placeholders)."""
     def masked(text: str) -> str:
@@ -73,7 +97,7 @@ def create_connections(specs: list[ConnSpec], secret: str | None) -> tuple[list[
         existing = {c["conn_id"] for c in json.loads(listed.stdout[listed.stdout.find("["):] or "[]")}
     except (ValueError, KeyError, TypeError):
         raise ServiceError("airflow connections list -o json: unexpected output") from None
-    lines, todo = [], []
+    lines, todo, ready = [], [], []
     for s in specs:
         env_var = f"AIRFLOW_CONN_{s.conn_id.upper()}"
         if env_var in os.environ:
@@ -86,16 +110,25 @@ def create_connections(specs: list[ConnSpec], secret: str | None) -> tuple[list[
         if not s.complete:
             todo.append(s)
             continue
-        if s.conn_id in existing:
-            deleted = _airflow("connections", "delete", s.conn_id)
-            if deleted.returncode != 0:
-                raise ServiceError(f"airflow connections delete {s.conn_id} failed: "
-                                   f"{masked(deleted.stderr.strip()[-1500:])}")
-        added = _airflow("connections", "add", s.conn_id, "--conn-uri", s.uri)
-        if added.returncode != 0:
-            raise ServiceError(f"airflow connections add {s.conn_id} failed: "
-                               f"{masked((added.stderr or added.stdout).strip()[-1500:])}")
-        lines.append(f"{s.conn_id}: {'replaced (new password)' if s.conn_id in existing else 'created'}")
+        ready.append(s)
+    if ready:
+        done = import_connections(ready)
+        said = done.stdout + done.stderr
+        missing = [s.conn_id for s in ready if f"Imported connection {s.conn_id}" not in said]
+        if done.returncode != 0 or missing:
+            what = ", ".join(missing) or f"exit {done.returncode}"
+            raise ServiceError(f"airflow connections import failed ({what}): {masked(said.strip()[-1500:])}")
+        lines += [f"{s.conn_id}: {'replaced (new password)' if s.conn_id in existing else 'created'}" for s in ready]
     return lines, todo
 
 
+def import_pools(pools: dict[str, tuple[int, str]]) -> None:
+    """`airflow pools import FILE`: create or resize the pools (name → (slots, description), rpu.pools)."""
+    with tempfile.TemporaryDirectory(prefix="rpu-pools-") as directory:
+        path = os.path.join(directory, "pools.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({name: {"slots": slots, "description": description, "include_deferred": False}
+                       for name, (slots, description) in pools.items()}, f)
+        done = _airflow("pools", "import", path)
+    if done.returncode != 0:
+        raise ServiceError(f"airflow pools import failed: {(done.stderr or done.stdout).strip()[-1500:]}")
