@@ -278,8 +278,8 @@ def _region_add(args, run: _Run) -> int:
                    "it is stored nowhere)")
     out.append("")
     out.append("Next: create the intake accounts (one per establishment, chrooted to its directory; the "
-               "concentrator's, seeing the whole tree), then `rpu roles sync` (role ARS_" + code + ") before the DAGs "
-               "are parsed.")
+               "concentrator's, seeing the whole tree), then `rpu roles sync` (role ARS_" + code + ", who may trigger "
+               "its reprise; pools): its DAGs parse without it, but only Admin may trigger them until it has run.")
     print("\n".join(out + warnings), flush=True)
     run.password_shown = True
     return 0
