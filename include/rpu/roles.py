@@ -76,14 +76,15 @@ def desired_roles(regions: Iterable[Region], viewer_permissions: Iterable[tuple[
                   dags_of=region_dags) -> dict[str, set[tuple[str, str]]]:
     """Role → its exact permissions, for every region."""
     roles: dict[str, set[tuple[str, str]]] = {ATIH_ROLE: set(viewer_permissions) | PERSONAL}
+    triggers: list[tuple[str, str]] = []
     for region in regions:
         dags = dags_of(region)
         roles[ars_role(region.code)] = set(ARS_BASE) | {(READ, DAG_PREFIX + d) for d in dags.dag_ids}
         for e in region.establishments:
             roles[lecteur_role(e.finess)] = set(PERSONAL)
-    for region in regions:
-        for dag_id, role in dags_of(region).triggered.items():
-            roles.setdefault(role, set()).update(trigger_permissions(dag_id))
+        triggers += [(role, dag_id) for dag_id, role in dags.triggered.items()]
+    for role, dag_id in triggers:
+        roles[role] |= trigger_permissions(dag_id)
     return roles
 
 
