@@ -477,6 +477,15 @@ class Demo:
         if rc != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
             raise DemoError(f"`airflow db migrate` failed (exit {rc}), see {log}:\n{tail}")
+        # the pools the region's tasks take (rpu.pools): the scheduler does not start a task whose pool is missing
+        log = self.logs / "rpu-pools-sync.log"
+        with open(log, "wb") as fh:
+            rc = subprocess.run([sys.executable, "-m", "rpu.cli", "pools", "sync"], env=self.env, cwd=self.workdir,
+                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                                timeout=600, check=False).returncode
+        if rc != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+            raise DemoError(f"`rpu pools sync` failed (exit {rc}), see {log}:\n{tail}")
 
     # -- 3. Airflow components --------------------------------------------------------------------------
 
