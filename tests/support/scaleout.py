@@ -170,6 +170,7 @@ class ScaleOut(Demo):
             except ProcessLookupError:
                 pass
         w.proc.wait(timeout=10)
+        self.services.remove(w)   # dead on purpose: not a failure of the system
         say(f"    killed worker {name} (SIGKILL to {len(tree)} processes)")
 
     def start(self) -> None:
