@@ -55,7 +55,7 @@ def prepare(conn, region: Region, spec: FileSpec, run_id: str) -> dict:
     if entry and _stored(entry):
         return entry
     if entry:
-        log.warning("%s for %s: its prepared file is no longer in the outbox (%s): built again", spec.file_name,
+        log.warning("%s for %s: its prepared file is gone from the outbox or altered (%s): built again", spec.file_name,
                     spec.recipient, entry["local_path"])
     path = outbox_path(region, spec, run_id)
     with storage.staged(path) as tmp:   # patient data: built locally 0600, stored whole

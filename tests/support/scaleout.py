@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -65,8 +66,6 @@ class RedisServer:
                 [binary, "--bind", HOST, "--port", str(self.port), "--save", "", "--appendonly", "no",
                  "--dir", str(self.directory), "--protected-mode", "yes"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        import socket
-
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
