@@ -19,6 +19,32 @@ from rpu import expectations
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
+def data_dir() -> Path:
+    """This machine's data directory (`RPU_DATA_DIR`, default var/): a task's local scratch lives there, and the
+    shared storage too unless `RPU_STORAGE_URL` names another place."""
+    return Path(os.environ.get("RPU_DATA_DIR", PROJECT_DIR / "var"))
+
+
+def is_url(location) -> bool:
+    """A storage location given as a URL (`s3://…`, `file://…`) rather than a local path."""
+    return isinstance(location, str) and "://" in location
+
+
+def storage_root() -> Path | str:
+    """Where the archive and the outbox live (rpu.storage): `RPU_STORAGE_URL` — a local path, or a URL reached
+    through Airflow's ObjectStoragePath (connection `rpu_storage`) — by default the data directory."""
+    url = os.environ.get("RPU_STORAGE_URL", "").strip()
+    return (url if is_url(url) else Path(url)) if url else data_dir()
+
+
+def _location(value: str | None, *default: str) -> Path | str:
+    """A region's storage location: its own setting (path or URL), else `default` under the storage root."""
+    if value:
+        return value if is_url(value) else Path(value)
+    root = storage_root()
+    return "/".join([root.rstrip("/"), *default]) if is_url(root) else root.joinpath(*default)
+
+
 def regions_dir() -> Path:
     """Where region files are read: $RPU_REGIONS_DIR, else config/regions of the project."""
     return Path(os.environ.get("RPU_REGIONS_DIR") or PROJECT_DIR / "config" / "regions")
@@ -301,10 +327,10 @@ class Region:
     atih: AtihSettings = field(default_factory=AtihSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
     quality: QualitySettings = field(default_factory=QualitySettings)
-    # directories on the concentrator's disk (tests point them elsewhere with `adjusted`)
-    archive_dir: Path = Path("var/archive")
+    # shared storage locations (rpu.storage: a local Path or a URL; tests point them elsewhere with `adjusted`)
+    archive_dir: Path | str = Path("var/archive")
     archive_retention_days: int | None = None   # None: keep every raw file
-    outbox_dir: Path = Path("var/outbox")
+    outbox_dir: Path | str = Path("var/outbox")
     # every DAG of the region: retries, timeouts, who is told
     retries: int = 3
     retry_delay_minutes: float = 5.0
@@ -415,7 +441,6 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
     intake = data.get("intake", {})
     schedules = data.get("schedules", {})
     atih = data.get("atih", {})
-    data_dir = Path(os.environ.get("RPU_DATA_DIR", PROJECT_DIR / "var"))
     return Region(
         code=code,
         name=data["name"],
@@ -457,9 +482,9 @@ def parse_region(data: object, source: Path | str = "<region>") -> Region:
             daily_digest=data.get("watch", {}).get("daily_digest", False),
             history_weeks=data.get("watch", {}).get("history_weeks", 8)),
         quality=QualitySettings(blocking=tuple(data.get("quality", {}).get("blocking", ()))),
-        archive_dir=Path(data.get("archive_dir", data_dir / "archive" / code)),
+        archive_dir=_location(data.get("archive_dir"), "archive", code),
         archive_retention_days=data.get("archive_retention_days"),
-        outbox_dir=Path(data.get("outbox_dir", data_dir / "outbox" / code)),
+        outbox_dir=_location(data.get("outbox_dir"), "outbox", code),
         retries=data.get("retries", 3),
         retry_delay_minutes=float(data.get("retry_delay_minutes", 5)),
         retry_max_delay_minutes=float(data.get("retry_max_delay_minutes", 60)),

@@ -13,14 +13,13 @@ import logging
 import posixpath
 import time
 import unicodedata
-import uuid
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
 
-from rpu import faults, files, loader, store
+from rpu import config, faults, files, loader, storage, store
 from rpu.config import Region
 from rpu.problems import RULES, Problem
 from rpu.quality import gate, results
@@ -41,18 +40,16 @@ def sha256_of(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def archive_copy(region: Region, path: Path, owner: str, name: str, sha256: str) -> Path:
-    """Keep the raw file: <archive_dir>/<FINESS>/<YYYY>/<MM>/<name> (a different content gets its hash),
-    0600 in 0700 directories."""
+def archive_copy(region: Region, path: Path, owner: str, name: str, sha256: str):
+    """Keep the raw file in the shared storage: <archive_dir>/<FINESS>/<YYYY>/<MM>/<name> (a different content
+    gets its hash); locally 0600 in 0700 directories (rpu.storage). Returns its location."""
     now = datetime.now(region.tz)
-    directory = files.private_dir(region.archive_dir / owner / f"{now:%Y}" / f"{now:%m}")
-    target = directory / name
-    if target.exists() and sha256_of(target)[0] != sha256:
-        target = directory / f"{name}.{sha256[:12]}"
-    if not target.exists():
-        tmp = directory / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-        files.copy_private(path, tmp)
-        tmp.replace(target)
+    directory = storage.join(region.archive_dir, owner, f"{now:%Y}", f"{now:%m}")
+    target = storage.join(directory, name)
+    if storage.exists(target) and storage.sha256(target) != sha256:
+        target = storage.join(directory, f"{name}.{sha256[:12]}")
+    if not storage.exists(target):
+        storage.put_file(path, target)
     return target
 
 
@@ -435,14 +432,15 @@ def ingest_items(region: Region, items: list[dict], remote, db_url: str, work_di
 
 
 def work_root(region: Region) -> Path:
-    """Where the region's downloads wait for their load (next to the archive)."""
-    return region.archive_dir.parent / "work" / region.code
+    """Where the region's downloads wait for their load: this worker's local disk (`RPU_DATA_DIR`), never the
+    shared storage (a later try downloads again)."""
+    return config.data_dir() / "work" / region.code
 
 
 def tidy(region: Region) -> dict:
     """Local housekeeping of an intake run: leftovers of killed tasks in work/, archive past its retention."""
     return {"work_leftovers_removed": files.clean_work(work_root(region)),
-            "archived_files_deleted": files.apply_retention(region.archive_dir, region.archive_retention_days)}
+            "archived_files_deleted": storage.apply_retention(region.archive_dir, region.archive_retention_days)}
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import posixpath
 import re
 from pathlib import Path
 
-from rpu import exports, files, store
+from rpu import exports, storage, store
 from rpu.config import Region
 from rpu.exports import FileSpec
 
@@ -26,9 +26,10 @@ def _row(cur) -> dict | None:
     return dict(zip([c.name for c in cur.description], r)) if r else None
 
 
-def outbox_path(region: Region, spec: FileSpec, run_id: str) -> Path:
+def outbox_path(region: Region, spec: FileSpec, run_id: str):
+    """The location of a slot's file in the shared storage (rpu.storage): a Path, or a URL string."""
     safe_run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)[:120]
-    return region.outbox_dir / spec.recipient / safe_run / spec.file_name
+    return storage.join(region.outbox_dir, spec.recipient, safe_run, spec.file_name)
 
 
 def recorded(conn, spec: FileSpec, run_id: str) -> dict | None:
@@ -36,40 +37,58 @@ def recorded(conn, spec: FileSpec, run_id: str) -> dict | None:
     return _row(conn.execute(store.query("ledger_slot"), spec.slot() | {"run_id": run_id}))
 
 
+def _stored(entry: dict) -> bool:
+    """The slot's file is in the shared storage with the bytes its ledger entry recorded."""
+    loc = _location(entry["local_path"])
+    return storage.exists(loc) and storage.sha256(loc) == entry["sha256"]
+
+
+def _location(recorded_path: str):
+    return recorded_path if storage.is_url(recorded_path) else Path(recorded_path)
+
+
 def prepare(conn, region: Region, spec: FileSpec, run_id: str) -> dict:
-    """The ledger entry of the slot, building the file into the outbox the first time only."""
+    """The ledger entry of the slot, building the file into the outbox (shared storage) the first time only:
+    a retry, on this worker or another, finds it there and sends those very bytes."""
     slot = spec.slot() | {"run_id": run_id}
     entry = recorded(conn, spec, run_id)
-    if entry and Path(entry["local_path"]).exists() and exports.sha256_file(Path(entry["local_path"])) == entry["sha256"]:
+    if entry and _stored(entry):
         return entry
+    if entry:
+        log.warning("%s for %s: its prepared file is gone from the outbox or altered (%s): built again", spec.file_name,
+                    spec.recipient, entry["local_path"])
     path = outbox_path(region, spec, run_id)
-    files.private_dir(path.parent)   # patient data: 0600 files in 0700 directories
-    tmp = path.with_name(path.name + ".building")
-    files.write_private(tmp, b"")    # the builder truncates it and keeps its mode
-    written = exports.build(conn, region, spec, tmp)
-    tmp.replace(path)
-    sha = exports.sha256_file(path)
+    with storage.staged(path) as tmp:   # patient data: built locally 0600, stored whole
+        written = exports.build(conn, region, spec, tmp)
+        sha = exports.sha256_file(tmp)
+        size = tmp.stat().st_size
     if spec.manifest:
-        files.write_private(path.with_name(path.name + ".manifest.json"),
-                            exports.manifest_bytes(region, spec, written, sha))
+        storage.write_bytes(_manifest(path), exports.manifest_bytes(region, spec, written, sha))
     with conn.transaction():
         entry = _row(conn.execute(store.query("ledger_prepare"), slot | {
-            "sha256": sha, "size_bytes": path.stat().st_size, "visits": written.visits, "local_path": str(path),
+            "sha256": sha, "size_bytes": size, "visits": written.visits, "local_path": str(path),
             "extract": written.extract, "held_back": written.held_back}))
     log.info("prepared %s for %s: %s visits", spec.file_name, spec.recipient, written.visits)
     return entry
 
 
+def _manifest(location):
+    return f"{location}.manifest.json" if storage.is_url(location) else Path(f"{location}.manifest.json")
+
+
 def deliver(conn, entry: dict, remote, directory: str) -> dict:
-    """Upload a prepared file (and its manifest) atomically and record it sent (failures: see `send`)."""
-    local = Path(entry["local_path"])
+    """Upload a prepared file (and its manifest) atomically and record it sent (failures: see `send`). The
+    bytes uploaded are those of the shared storage, checked against the sha256 recorded at preparation."""
+    stored = _location(entry["local_path"])
     target = posixpath.join(directory, entry["file_name"]) if directory else entry["file_name"]
     if entry["status"] == "sent" and remote.size(target) == entry["size_bytes"]:
         return entry   # a rerun of a completed slot: already there
-    manifest = local.with_name(local.name + ".manifest.json")
-    if manifest.exists():
-        remote.put_file(manifest, target + ".manifest.json")
-    remote.put_file(local, target)
+    manifest = _manifest(stored)
+    if storage.exists(manifest):
+        with storage.local_copy(manifest) as local_manifest:
+            remote.put_file(local_manifest, target + ".manifest.json")
+    with storage.local_copy(stored, entry["sha256"]) as local:
+        remote.put_file(local, target)
     with conn.transaction():
         entry = _row(conn.execute(store.query("ledger_result"), {"id": entry["id"], "status": "sent", "error": None,
                                                                  "remote_path": target}))

@@ -297,6 +297,8 @@ KILLED_INGEST = textwrap.dedent("""
 
 
 def test_a_killed_ingest_leaves_its_file_in_the_inbox_and_nothing_in_work(intake_env):
+    from rpu import intake
+
     env = intake_env
     region = env.region()
     env.drop(GOOD, "RPU_1.xml", _file(GOOD, 5))
@@ -305,7 +307,7 @@ def test_a_killed_ingest_leaves_its_file_in_the_inbox_and_nothing_in_work(intake
     try:
         lines = iter(proc.stdout.readline, "")
         assert any(line.strip() == "downloaded" for line in lines)      # (after the SFTP client's log lines)
-        work = Path(region.archive_dir.parent / "work" / region.code)
+        work = intake.work_root(region)
         left = [p for p in work.rglob("*RPU_1.xml")]
         assert left and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in left)
         assert stat.S_IMODE(left[0].parent.stat().st_mode) == 0o700
