@@ -1,8 +1,11 @@
 # The concentrator's Airflow image: the official Apache Airflow image of the version in the lock file, plus
-# the project's locked requirements and its domain package. Build: docker compose build
+# the project's locked runtime requirements (no test tool), its domain package (installed, not editable), its
+# DAGs, plugin and region files, and an entrypoint that checks the secrets before Airflow starts.
+# Build: docker compose build
 ARG AIRFLOW_VERSION=3.3.2
 ARG PYTHON_VERSION=3.11
 FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
+ARG AIRFLOW_UID=50000
 
 USER airflow
 WORKDIR /opt/airflow/project
@@ -10,7 +13,22 @@ COPY --chown=airflow:root requirements.txt constraints.txt pyproject.toml ./
 COPY --chown=airflow:root include ./include
 # The lock file pins every package; Airflow itself stays the image's version (the same as the lock's).
 RUN pip install --no-cache-dir -r requirements.txt -c constraints.txt \
- && pip install --no-cache-dir --no-deps -e .
+ && pip install --no-cache-dir --no-deps .
+COPY --chown=airflow:root dags /opt/airflow/dags
+COPY --chown=airflow:root plugins /opt/airflow/plugins
+COPY --chown=airflow:root config ./config
+COPY --chown=root:root --chmod=0755 deploy/entrypoint.sh deploy/airflow-init.sh /opt/airflow/project/deploy/
+
+# The data directory (archive, outbox, work files when RPU_STORAGE_URL is local) exists in the image, owned by the
+# user the containers run as: a new named volume mounted there takes this ownership (never root's).
+USER root
+RUN mkdir -p /opt/airflow/data /opt/airflow/logs \
+ && chown -R "${AIRFLOW_UID}:0" /opt/airflow/data /opt/airflow/logs \
+ && chmod -R 0770 /opt/airflow/data
+USER airflow
+
 ENV RPU_DATA_DIR=/opt/airflow/data \
     RPU_REGIONS_DIR=/opt/airflow/project/config/regions
 WORKDIR /opt/airflow
+ENTRYPOINT ["/usr/bin/dumb-init", "--", "/opt/airflow/project/deploy/entrypoint.sh"]
+CMD []

@@ -34,19 +34,24 @@ def test_services_of_a_production_like_stack():
     env = services["airflow-scheduler"]["environment"]
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("FabAuthManager")
-    assert "airflow db migrate" in "".join(services["airflow-init"]["command"])
+    assert "airflow db migrate" in (PROJECT / "deploy" / "airflow-init.sh").read_text()
 
 
-def test_airflow_services_mount_dags_plugins_include_and_config():
+def test_airflow_services_mount_dags_plugins_and_config_and_the_package_is_installed():
+    """The image carries the package (installed, not editable: no ./include mount), the DAGs, plugin and region
+    files; on one host the DAGs, plugin and region files are mounted over them."""
     services = compose()["services"]
     for name in AIRFLOW_SERVICES:
         mounts = {v.split(":")[1] for v in services[name]["volumes"] if ":" in v}
-        assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/project/include",
-                "/opt/airflow/project/config"} <= mounts, name
+        assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/project/config"} <= mounts, name
+        assert "/opt/airflow/project/include" not in mounts, name
         sources = {v.split(":")[0] for v in services[name]["volumes"]}
-        for src in ("./dags", "./plugins", "./include", "./config"):
+        for src in ("./dags", "./plugins", "./config"):
             assert src in sources and (PROJECT / src).is_dir(), (name, src)
         assert services[name]["environment"]["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags"
+    dockerfile = (PROJECT / "Dockerfile").read_text()
+    assert re.search(r"pip install [^\n]*--no-deps \.$", dockerfile, re.M)
+    assert "-e ." not in dockerfile
 
 
 def test_image_is_the_locked_airflow_version():
@@ -87,7 +92,8 @@ def test_developer_tools_stay_out_of_the_image_and_the_package():
     for line in (PROJECT / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY "):
             copied |= {w.removeprefix("./").rstrip("/") for w in line.split()[1:-1] if not w.startswith("--")}
-    assert copied == {"requirements.txt", "constraints.txt", "pyproject.toml", "include"}
+    assert copied - {"requirements.txt", "constraints.txt", "pyproject.toml"} == {
+        "include", "dags", "plugins", "config", "deploy/entrypoint.sh", "deploy/airflow-init.sh"}
     for name, svc in compose()["services"].items():
         assert not any(str(v).split(":")[0].rstrip("/") in ("./tools", ".") for v in svc.get("volumes", [])), name
     find = tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
@@ -98,3 +104,72 @@ def test_developer_tools_stay_out_of_the_image_and_the_package():
     offenders = [str(p.relative_to(PROJECT)) for p in shipped
                  if re.search(r"^\s*(from|import)\s+rpu_dev\b", p.read_text(encoding="utf-8"), re.M)]
     assert offenders == []
+
+
+def test_every_long_running_service_has_a_healthcheck():
+    services = compose()["services"]
+    for name, svc in services.items():
+        if name == "airflow-init":   # one-shot: the others wait for it to complete successfully
+            assert "healthcheck" not in svc
+            continue
+        test = svc.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
+    for name in AIRFLOW_SERVICES[:-1]:
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_the_data_directory_exists_in_the_image_owned_by_the_airflow_user():
+    """A new named volume takes the ownership of the image's directory: it must be the containers' user's."""
+    dockerfile = (PROJECT / "Dockerfile").read_text()
+    data = compose()["x-airflow-common"]["environment"]["RPU_DATA_DIR"]
+    assert f"rpu-data:{data}" in compose()["x-airflow-common"]["volumes"]
+    run = " ".join(line for line in dockerfile.split("RUN ")[1:] if "mkdir" in line)
+    assert f"mkdir -p {data}" in run
+    assert re.search(rf'chown -R "\$\{{AIRFLOW_UID\}}:0" {re.escape(data)}', run)
+    assert re.search(r"^ARG AIRFLOW_UID=50000$", dockerfile, re.M)
+    assert compose()["x-airflow-common"]["user"] == "${AIRFLOW_UID:-50000}:0"
+
+
+def test_init_goes_through_the_entrypoint_as_the_airflow_user_and_fails_loudly():
+    services = compose()["services"]
+    init = services["airflow-init"]
+    assert "entrypoint" not in init                          # the image's entrypoint: secrets checked first
+    assert init["user"] == "${AIRFLOW_UID:-50000}:0"          # the Airflow user, not root
+    assert init["environment"]["RPU_INIT"] == "true"
+    assert init["command"][0] == "bash"
+    script = PROJECT / init["command"][1].replace("/opt/airflow/project/", "")
+    text = script.read_text()
+    assert "set -euo pipefail" in text and "|| true" not in text
+    for step in ("airflow db migrate", 'rpu db migrate --region "$code"', "rpu db migrate --national",
+                 "rpu roles sync"):
+        assert step in text, step
+    assert "--password" not in text   # the admin password is never on a command line
+    assert "/opt/airflow/project/deploy/entrypoint.sh" in (PROJECT / "Dockerfile").read_text().split("ENTRYPOINT")[1]
+    for sh in (PROJECT / "deploy").rglob("*.sh"):
+        out = subprocess.run(["bash", "-n", str(sh)], capture_output=True, text=True)
+        assert out.returncode == 0, (sh, out.stderr)
+
+
+def test_the_image_installs_no_test_tool():
+    dockerfile = (PROJECT / "Dockerfile").read_text()
+    installed = re.findall(r"-r (\S+)", dockerfile)
+    assert installed
+    tools = ("pytest", "playwright", "asyncssh", "aiosmtpd", "check-jsonschema", "hypothesis", "import-linter")
+    for req in installed:
+        names = {re.split(r"[=<>\[ ;]", line.strip())[0].lower()
+                 for line in (PROJECT / req).read_text().splitlines() if line.strip() and not line.startswith("#")}
+        assert names and not names & set(tools), (req, names & set(tools))
+
+
+def test_the_deposit_server_is_debian_openssh_chrooted_and_sftp_only():
+    sftp = compose()["services"]["sftp"]
+    assert sftp["build"] == "./deploy/sftp" and "atmoz" not in str(sftp)
+    assert (PROJECT / "deploy" / "sftp" / "Dockerfile").read_text().count("FROM debian:") == 1
+    config = dict(line.split(None, 1) for line in (PROJECT / "deploy" / "sftp" / "sshd_config").read_text().splitlines()
+                  if line.strip() and not line.startswith("#"))
+    assert config["ForceCommand"] == "internal-sftp -l INFO" and config["ChrootDirectory"] == "%h"
+    assert config["PermitRootLogin"] == "no" and config["AllowTcpForwarding"] == "no"
+    volumes = {v.split(":")[-2] if v.endswith(":ro") else v.split(":")[-1] for v in sftp["volumes"]}
+    assert {"/etc/ssh/keys", "/srv/sftp", "/etc/sftp/users.conf"} <= volumes   # host keys kept in a volume
+    entry = (PROJECT / "deploy" / "sftp" / "entrypoint.sh").read_text()
+    assert "plain-text password refused" in entry
