@@ -30,19 +30,28 @@ def is_url(location) -> bool:
     return isinstance(location, str) and "://" in location
 
 
+def as_location(value: str | Path) -> Path | str:
+    """A storage location from its text: a URL stays a string, anything else is a local Path."""
+    return value if is_url(value) else Path(value)
+
+
+def join_location(location: Path | str, *parts: str) -> Path | str:
+    """The location `parts` under `location` (a Path stays a Path, a URL stays a URL string)."""
+    if is_url(location):
+        return "/".join([str(location).rstrip("/"), *(p.strip("/") for p in parts)])
+    return Path(location).joinpath(*parts)
+
+
 def storage_root() -> Path | str:
     """Where the archive and the outbox live (rpu.storage): `RPU_STORAGE_URL` — a local path, or a URL reached
     through Airflow's ObjectStoragePath (connection `rpu_storage`) — by default the data directory."""
     url = os.environ.get("RPU_STORAGE_URL", "").strip()
-    return (url if is_url(url) else Path(url)) if url else data_dir()
+    return as_location(url) if url else data_dir()
 
 
 def _location(value: str | None, *default: str) -> Path | str:
     """A region's storage location: its own setting (path or URL), else `default` under the storage root."""
-    if value:
-        return value if is_url(value) else Path(value)
-    root = storage_root()
-    return "/".join([root.rstrip("/"), *default]) if is_url(root) else root.joinpath(*default)
+    return as_location(value) if value else join_location(storage_root(), *default)
 
 
 def regions_dir() -> Path:

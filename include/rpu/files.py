@@ -132,6 +132,11 @@ def clean_work(root: Path) -> int:
     return removed
 
 
+def retention_cutoff(days: int, today: date | None = None) -> float:
+    """The modification time (epoch seconds) before which a file is past a retention of `days`."""
+    return time.mktime(((today or date.today()) - timedelta(days=days)).timetuple())
+
+
 def apply_retention(archive_dir: Path, days: int | None, today: date | None = None) -> int:
     """Delete archived raw files older than `days` (by modification time); None keeps everything. Empty
     month and year directories go too. Returns the number of files deleted."""
@@ -140,7 +145,7 @@ def apply_retention(archive_dir: Path, days: int | None, today: date | None = No
     archive_dir = Path(archive_dir)
     if not archive_dir.is_dir():
         return 0
-    cutoff = time.mktime(((today or date.today()) - timedelta(days=days)).timetuple())
+    cutoff = retention_cutoff(days, today)
     removed = 0
     touched: set[str] = set()   # directories this pass emptied something from
     for dirpath, dirnames, filenames in os.walk(archive_dir, topdown=False):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
-from pathlib import Path
 
 from rpu import exports, storage, store
 from rpu.config import Region
@@ -39,12 +38,8 @@ def recorded(conn, spec: FileSpec, run_id: str) -> dict | None:
 
 def _stored(entry: dict) -> bool:
     """The slot's file is in the shared storage with the bytes its ledger entry recorded."""
-    loc = _location(entry["local_path"])
+    loc = storage.location(entry["local_path"])
     return storage.exists(loc) and storage.sha256(loc) == entry["sha256"]
-
-
-def _location(recorded_path: str):
-    return recorded_path if storage.is_url(recorded_path) else Path(recorded_path)
 
 
 def prepare(conn, region: Region, spec: FileSpec, run_id: str) -> dict:
@@ -73,13 +68,13 @@ def prepare(conn, region: Region, spec: FileSpec, run_id: str) -> dict:
 
 
 def _manifest(location):
-    return f"{location}.manifest.json" if storage.is_url(location) else Path(f"{location}.manifest.json")
+    return storage.location(f"{location}.manifest.json")
 
 
 def deliver(conn, entry: dict, remote, directory: str) -> dict:
     """Upload a prepared file (and its manifest) atomically and record it sent (failures: see `send`). The
     bytes uploaded are those of the shared storage, checked against the sha256 recorded at preparation."""
-    stored = _location(entry["local_path"])
+    stored = storage.location(entry["local_path"])
     target = posixpath.join(directory, entry["file_name"]) if directory else entry["file_name"]
     if entry["status"] == "sent" and remote.size(target) == entry["size_bytes"]:
         return entry   # a rerun of a completed slot: already there

@@ -18,11 +18,10 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 from rpu import config, files
@@ -50,11 +49,8 @@ def _open_write(location):
     return obj.open("wb")
 
 
-def join(location, *parts: str):
-    """The location `parts` under `location` (a Path stays a Path, a URL stays a URL string)."""
-    if is_url(location):
-        return "/".join([str(location).rstrip("/"), *(p.strip("/") for p in parts)])
-    return Path(location).joinpath(*parts)
+join = config.join_location          # the location `parts` under a location (Path stays Path, URL stays URL)
+location = config.as_location        # a location from its recorded text
 
 
 def exists(location) -> bool:
@@ -168,7 +164,7 @@ def apply_retention(location, days: int | None, today: date | None = None) -> in
     root = _object(location)
     if not root.exists():
         return 0
-    cutoff = time.mktime(((today or date.today()) - timedelta(days=days)).timetuple())
+    cutoff = files.retention_cutoff(days, today)
     removed = 0
     for p in list(root.rglob("*")):
         if p.is_file() and p.stat().st_mtime < cutoff:
