@@ -9,6 +9,8 @@ import pwd
 import shutil
 import smtplib
 import socket
+import stat
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -174,6 +176,45 @@ def test_postgres_restart_keeps_data_and_stop_leaves_nothing() -> None:
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _modes(paths: list[Path]) -> list[int]:
+    return [stat.S_IMODE(p.stat().st_mode) for p in paths]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: PostgreSQL then runs as `postgres`")
+def test_search_rights_granted_on_ancestors_are_taken_back_at_stop(tmp_path) -> None:
+    """Private ancestors (0700, as mkdtemp makes them) get o+x for the `postgres` user while the server runs,
+    and their modes are back when it stops — also when the process that started it was SIGKILLed and another
+    one stops it (the demo after a killed run), and not while a second server under them still runs."""
+    outer = tmp_path / "private"
+    inner = outer / "deeper"
+    inner.mkdir(parents=True)
+    os.chmod(outer, 0o700)
+    os.chmod(inner, 0o750)
+    before = _modes([outer, inner])
+    first, second = PostgresServer(inner / "one"), PostgresServer(inner / "two")
+    with first:
+        assert all(m & stat.S_IXOTH for m in _modes([outer, inner]))
+        with second:
+            pass
+        assert all(m & stat.S_IXOTH for m in _modes([outer, inner]))   # `first` still needs them
+    assert _modes([outer, inner]) == before
+
+    # started by a process that is then SIGKILLed: PostgreSQL survives it; a later stop() takes the rights back
+    code = ("import sys, time; from pathlib import Path; from rpu_dev.localservices import PostgresServer; "
+            "s = PostgresServer(Path(sys.argv[1])); s.start(); print(s.pid, flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(inner / "killed")], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(proc.stdout.readline())
+        assert all(m & stat.S_IXOTH for m in _modes([outer, inner]))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert os.path.exists(f"/proc/{pid}")                              # left running by the killed process
+    PostgresServer(inner / "killed").stop()
+    assert not os.path.exists(f"/proc/{pid}")
+    assert _modes([outer, inner]) == before
 
 
 # ------------------------------------------------------------------------------ SFTP

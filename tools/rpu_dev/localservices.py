@@ -36,6 +36,7 @@ from urllib.parse import quote, urlencode
 log = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
+ANCESTORS_FILE = "opened-ancestors.json"   # in a PostgresServer's base_dir: the o+x it granted, to take back
 
 __all__ = [
     "LOCALHOST",
@@ -256,6 +257,8 @@ class PostgresServer(_ServiceMixin):
                 self._kill_leftovers(pid)
                 _wait_reaped(pid, timeout=5)
             self._running = False
+            if self._as_root and self.base_dir.exists():
+                self._close_ancestors()
 
     def create_database(self, name: str) -> str:
         """Create database `name` if it does not exist yet and return its URL."""
@@ -306,11 +309,55 @@ class PostgresServer(_ServiceMixin):
         os.chmod(self.data_dir, 0o700)
         os.chown(self.log_file, user.pw_uid, user.pw_gid)
         # The postgres user must be able to traverse every ancestor (mkdtemp dirs are 0700);
-        # granting search (x) only, never read, keeps directory listings private.
-        for directory in [self.base_dir, *self.base_dir.parents]:
+        # granting search (x) only, never read, keeps directory listings private. What is granted outside
+        # base_dir is recorded (ANCESTORS_FILE, in base_dir: a later process stopping this server, e.g. the demo
+        # after a SIGKILLed run, finds it) and taken back by stop().
+        if not (self.base_dir.stat().st_mode & stat.S_IXOTH):
+            os.chmod(self.base_dir, stat.S_IMODE(self.base_dir.stat().st_mode) | stat.S_IXOTH)
+        opened = self._opened_ancestors()
+        for directory in self.base_dir.parents:
             mode = directory.stat().st_mode
             if not mode & stat.S_IXOTH:
+                opened.setdefault(str(directory), stat.S_IMODE(mode))
+                self._write_opened(opened)           # written before the change: a crash leaves it known
                 os.chmod(directory, stat.S_IMODE(mode) | stat.S_IXOTH)
+
+    def _opened_ancestors(self) -> dict[str, int]:
+        """{ancestor of base_dir: its mode before we granted o+x} (ANCESTORS_FILE)."""
+        try:
+            return {str(k): int(v) for k, v in json.loads((self.base_dir / ANCESTORS_FILE).read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def _write_opened(self, opened: dict[str, int]) -> None:
+        path = self.base_dir / ANCESTORS_FILE
+        if opened:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(opened, indent=1))
+            tmp.replace(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def _close_ancestors(self) -> None:
+        """Take back the o+x granted on base_dir's ancestors, each unless another live PostgreSQL of ours still
+        has its data under it (servers started side by side share ancestors), and only if nobody changed its
+        mode meanwhile."""
+        opened = self._opened_ancestors()
+        if not opened:
+            return
+        others = [d for d in _postmaster_data_dirs() if d != self.data_dir.resolve()]
+        for directory, mode in sorted(opened.items(), key=lambda kv: -len(kv[0])):
+            path = Path(directory)
+            if any(path in d.parents for d in others):
+                continue                      # still needed by another server: its stop() takes it back
+            try:
+                now = stat.S_IMODE(path.stat().st_mode)
+                if now == mode | stat.S_IXOTH:
+                    os.chmod(path, mode)
+            except FileNotFoundError:
+                pass
+            del opened[directory]
+        self._write_opened(opened)
 
     def _command(self, program: str, *args: str) -> list[str]:
         cmd = [str(self.bindir / program), *args]
@@ -440,6 +487,24 @@ def _wait_reaped(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _postmaster_data_dirs() -> list[Path]:
+    """The data directories of the PostgreSQL servers running on this machine (`postgres -D DIR`)."""
+    dirs = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and b"postgres" in argv[0] and b"-D" in argv[:-1]:
+            try:
+                dirs.append(Path(os.fsdecode(argv[argv.index(b"-D") + 1])).resolve())
+            except (OSError, ValueError):
+                pass
+    return dirs
 
 
 def _pid_is_postgres(pid: int) -> bool:
