@@ -39,8 +39,41 @@ def _leftovers(workdir: Path) -> list[str]:
     return found
 
 
+PLANT = """
+import os, socket, subprocess, sys, time
+from pathlib import Path
+from rpu_dev import demo
+from rpu_dev.localservices import PostgresServer
+wd, port = Path(sys.argv[1]), int(sys.argv[2])
+(wd / demo.MARKER).write_text("demo\\n")
+demo.write_owner(wd)
+PostgresServer(wd / "postgres", fast=True).start()
+listener = ("import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+            f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(3600)")
+env = dict(os.environ, **{demo.ENV_MARKER: str(wd)})
+subprocess.Popen([sys.executable, "-c", listener], env=env, start_new_session=True)   # an 'api-server' on the port
+time.sleep(1)
+print("planted", flush=True)
+time.sleep(3600)
+"""
+
+
+def _plant_killed_demo(workdir: Path, port: int) -> None:
+    """What a demo SIGKILLed mid-run leaves: its owner record naming a dead process, its PostgreSQL running in
+    the workdir, a process of its environment holding the api-server's port."""
+    planter = subprocess.Popen([sys.executable, "-c", PLANT, str(workdir), str(port)], cwd=PROJECT_DIR,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert planter.stdout.readline().strip() == "planted"
+    finally:
+        planter.kill()                                   # SIGKILL: nothing of it stops what it started
+        planter.wait()
+    assert len(_leftovers(workdir)) >= 2                 # PostgreSQL and the port's holder outlive it
+
+
 @pytest.mark.slow
 def test_demo_once_runs_the_whole_system_and_cleans_up() -> None:
+    """…after recovering by itself from an earlier demo SIGKILLed in the same workdir."""
     if shutil.which("pgrep") is None:
         pytest.skip("pgrep (procps) is needed to check that no process is left")
     # Not pytest's tmp_path: when root, PostgreSQL runs as `postgres`, which must traverse the workdir, and
@@ -51,6 +84,7 @@ def test_demo_once_runs_the_whole_system_and_cleans_up() -> None:
     cmd = [sys.executable, "-m", "rpu_dev.demo", "--once", "--days", "3", "--workdir", str(workdir),
            "--port", str(port)]
     try:
+        _plant_killed_demo(workdir, port)
         proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, stdin=subprocess.DEVNULL)
         try:
@@ -67,6 +101,7 @@ def test_demo_once_runs_the_whole_system_and_cleans_up() -> None:
 
         assert proc.returncode == 0, f"demo exited {proc.returncode}:\n{out[-6000:]}"
         assert f"http://127.0.0.1:{port}" in out, out[-6000:]
+        assert "was killed without stopping what it started: stopping" in out, out[:3000]
         assert re.search(r"^.*malformed on purpose.*\brejected\b.*$", out, re.MULTILINE), out[-6000:]
         assert re.search(r"Demo OK", out) and "Intake OK" in out, out[-6000:]
         # the day's sends: files in the InVS, ARS and ATIH (Syrius drop directory, archived by the reception)
@@ -93,4 +128,10 @@ def test_demo_once_runs_the_whole_system_and_cleans_up() -> None:
         left = _leftovers(workdir)
         assert not left, "processes left after the demo:\n" + "\n".join(left)
     finally:
+        for line in _leftovers(workdir):                 # a failed run must not leak the planted processes
+            pid = int(line.split()[0])
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         shutil.rmtree(workdir, ignore_errors=True)

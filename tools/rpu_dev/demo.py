@@ -58,6 +58,7 @@ RECEPTION_DAG = "syrius_reception"
 RECIPIENT_USERS = {"invs": "invs", "ars": "ars", "atih": f"atih_{REGION_CODE}"}   # recipient → SFTP login
 HOST = "127.0.0.1"
 MARKER = ".rpu-demo"                       # a directory holding it may be wiped by the next demo
+OWNER_FILE = ".rpu-demo-owner"             # pid and start time of the demo process using the directory
 ENV_MARKER = "RPU_DEMO_WORKDIR"            # set in every Airflow process: finds their descendants
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN = "admin"
@@ -152,6 +153,73 @@ def _describe(pid: int) -> str:
     except OSError:
         cmd = "?"
     return f"{pid} {cmd[:160]}"
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of a live process (field 22 of /proc/PID/stat): with the pid, who it is."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def write_owner(workdir: Path) -> None:
+    """Record this demo process as the owner of `workdir` (OWNER_FILE: pid and start time)."""
+    (workdir / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+
+
+def owner_alive(workdir: Path) -> int | None:
+    """The pid of the demo that owns `workdir` when it still runs (same pid, same start time), else None."""
+    try:
+        pid_text, started = (workdir / OWNER_FILE).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    return pid if pid != os.getpid() and _start_time(pid) == started else None
+
+
+def recover_killed_demo(workdir: Path) -> list[int]:
+    """What a demo killed without its cleanup (SIGKILL, a closed terminal, an OOM kill) left running in
+    `workdir` — its PostgreSQL, its Airflow components and their task runners — stopped, when the demo that
+    started them is gone (its owner record names a dead process). A running demo is left alone: the caller then
+    refuses to start. Returns the pids stopped."""
+    if not (workdir / OWNER_FILE).exists() or owner_alive(workdir) is not None:
+        return []
+    left = demo_processes(workdir)
+    if not left:
+        return []
+    say(f"    a previous demo in {workdir} was killed without stopping what it started: stopping "
+        f"{len(left)} process(es) it left")
+    pg = workdir / "postgres"
+    if (pg / "data" / "postmaster.pid").exists():
+        try:
+            PostgresServer(pg, fast=False).stop()      # a clean shutdown, and the rights it granted taken back
+        except Exception as exc:  # noqa: BLE001 - the signals below finish the job
+            say(f"    its PostgreSQL did not stop cleanly ({exc}): killing it")
+    needle = f"{ENV_MARKER}={workdir}".encode()
+
+    def ours() -> list[int]:   # the demo's own processes only: not, say, a `less` of its logs in a terminal
+        return [p for p in demo_processes(workdir) if _has_env(p, needle) or _is_postgres(p)]
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = ours()
+        for group in {st[1] for p in pids if (st := _proc_stat(p))} & set(pids):   # groups led by one of them
+            try:
+                os.killpg(group, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + (10 if sig == signal.SIGTERM else 5)
+        while ours() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not ours():
+            break
+    return left
 
 
 class Service:
@@ -300,6 +368,7 @@ class Demo:
             if any(wd.iterdir()) and not (wd / MARKER).exists():
                 raise DemoError(f"{wd} is not empty and was not made by the demo (no {MARKER} file): "
                                 "refusing to wipe it; choose a new or empty --workdir")
+            recover_killed_demo(wd)
             left = demo_processes(wd)
             if left:
                 raise DemoError(f"processes of a previous demo still use {wd}:\n  "
@@ -313,6 +382,7 @@ class Demo:
         wd.mkdir(parents=True, exist_ok=True)
         os.chmod(wd, 0o755)   # PostgreSQL runs as `postgres` when we are root: it must traverse the workdir
         (wd / MARKER).write_text("work directory of `python -m rpu_dev.demo`: wiped by the next demo run\n")
+        write_owner(wd)
         self.logs.mkdir()
 
     def start_postgres(self) -> None:
@@ -963,6 +1033,8 @@ class Demo:
 
     def run(self) -> int:
         t0 = time.monotonic()
+        if (self.workdir / MARKER).exists():
+            recover_killed_demo(self.workdir)   # before the port check: a killed demo's api-server holds it
         self.check_port()
         step(f"work directory {self.workdir}")
         self.prepare_workdir()
