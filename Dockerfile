@@ -9,10 +9,11 @@ ARG AIRFLOW_UID=50000
 
 USER airflow
 WORKDIR /opt/airflow/project
-COPY --chown=airflow:root requirements.txt constraints.txt pyproject.toml ./
+COPY --chown=airflow:root requirements.lock pyproject.toml setup.py ./
 COPY --chown=airflow:root include ./include
-# The lock file pins every package; Airflow itself stays the image's version (the same as the lock's).
-RUN pip install --no-cache-dir -r requirements.txt -c constraints.txt \
+# The runtime lock pins every package with its file's sha256 (no test tool in it); Airflow itself stays the image's
+# version (the same as the lock's). The package is built as a wheel (SQL, XSD, suites, templates inside it).
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock \
  && pip install --no-cache-dir --no-deps .
 COPY --chown=airflow:root dags /opt/airflow/dags
 COPY --chown=airflow:root plugins /opt/airflow/plugins
@@ -28,6 +29,7 @@ RUN mkdir -p /opt/airflow/data /opt/airflow/logs \
 USER airflow
 
 ENV RPU_DATA_DIR=/opt/airflow/data \
+    RPU_PROJECT_DIR=/opt/airflow/project \
     RPU_REGIONS_DIR=/opt/airflow/project/config/regions
 WORKDIR /opt/airflow
 ENTRYPOINT ["/usr/bin/dumb-init", "--", "/opt/airflow/project/deploy/entrypoint.sh"]

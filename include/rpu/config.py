@@ -13,10 +13,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from rpu import resources
 from rpu import rpu_format
 from rpu import expectations
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+# The project's directory: config/regions, var/ and the relative paths of region files start there. In the
+# repository, its root; with the package installed from a wheel (the Docker image), $RPU_PROJECT_DIR, else the
+# current directory.
+PROJECT_DIR = (Path(__file__).resolve().parents[2] if resources.in_checkout()
+               else Path(os.environ.get("RPU_PROJECT_DIR") or Path.cwd()).resolve())
 
 
 def data_dir() -> Path:
@@ -66,7 +71,7 @@ SEND_SCHEDULES = {"invs": "30 5 * * *", "ars": "0 6 * * *", "atih": ATIH_SCHEDUL
 SCHEDULE_KEYS = {"invs": "send_invs", "ars": "export_ars", "atih": "send_atih"}
 PERIOD_MARGIN_DAYS = 31   # a file replaces at most this many days beyond its visits' span (docs/intake.md)
 CHUNK_FILES = 5           # files per mapped intake task instance
-DEMO_GEO_TABLE = PROJECT_DIR / "include" / "data" / "pmsi_geo_sample.csv"
+DEMO_GEO_TABLE = resources.path("data", "pmsi_geo_sample.csv")
 # Timeouts of each kind of DAG (minutes): a task running longer is failed (then retried), so that one hung SFTP
 # transfer cannot block every later run (max_active_runs=1); a whole run longer than dagrun_minutes is failed.
 TIMEOUT_KINDS = ("intake", "send", "watch", "reprise")

@@ -8,7 +8,9 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "expectations"
+from rpu import resources
+
+SUITES_DIR = resources.path("expectations")
 VISIT_SUITE = "rpu_visit"
 BATCH_SUITE = "rpu_batch"
 SUITES = (VISIT_SUITE, BATCH_SUITE)

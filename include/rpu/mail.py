@@ -16,9 +16,11 @@ from email.utils import formatdate, make_msgid
 from functools import lru_cache
 from pathlib import Path
 
+from rpu import resources
+
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates" / "mail"
+TEMPLATES_DIR = resources.path("templates", "mail")
 PARTS = ("subject", "txt", "html")
 
 

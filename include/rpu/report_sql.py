@@ -9,12 +9,12 @@ committed file; tests/test_format_drift.py checks it is this module's output.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
+from rpu import resources
 from rpu import rpu_format as F
 from rpu.visit_table import column
 
-PATH = Path(__file__).resolve().parents[1] / "sql" / "queries" / "report_quality.sql"
+PATH = resources.path("sql", "queries", "report_quality.sql")
 
 # MODE_SORTIE values after which a visit is hospitalised (ORIENT is a hospital orientation)
 HOSPITALISED = tuple(m for m, allowed in F.ORIENT_BY_MODE_SORTIE.items() if allowed == F.ORIENT_HOSPITAL)

@@ -68,7 +68,7 @@ class Remote:
         """Every entry of a directory, oldest first, names as bytes. paramiko's listdir_attr decodes names as
         UTF-8 and raises on the first that is not (a Latin-1 client is enough): one odd name would hide every
         file of the region. The same requests are made here with the names kept as bytes (paramiko's request
-        layer, pinned in constraints.txt)."""
+        layer, pinned in requirements.lock)."""
         from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
         from paramiko.sftp_attr import SFTPAttributes
 

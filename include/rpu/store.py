@@ -14,11 +14,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
+from rpu import resources
 from rpu import visit_table
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+SQL_DIR = resources.path("sql")
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 LOCK_MIGRATE = 815_2006  # advisory lock id: one migrator at a time

@@ -13,9 +13,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from rpu import resources
 from rpu import rpu_format as F
 
-QUERIES_DIR = Path(__file__).resolve().parents[1] / "sql" / "queries"
+QUERIES_DIR = resources.path("sql", "queries")
 LIST_COLUMNS = {"LISTE_DA": "da", "LISTE_ACTES": "actes"}
 TYPES = {"NAISSANCE": "date", "ENTREE": "timestamp", "SORTIE": "timestamp"}   # every other item: text
 

@@ -10,12 +10,12 @@ but elements are not bound to them: FEDORU makes an out-of-domain value a qualit
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+from rpu import resources
 from rpu import rpu_format as F
 
-XSD_PATH = Path(__file__).resolve().parents[1] / "xsd" / "rpu2006.xsd"
+XSD_PATH = resources.path("xsd", "rpu2006.xsd")
 MAX_TEXT = F.MAX_ITEM_CHARS  # longer item values are garbage, not data
 
 
