@@ -12,11 +12,12 @@ import math
 import os
 import time
 import warnings
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from rpu.checks import check_file
-from rpu.quality.batch import FrameSink, count_parameters, days_frame
+from rpu.quality.batch import SqliteSink, count_parameters, days_frame
 from rpu.expectations import BATCH_SUITE, VISIT_SUITE, load
 
 PARTIAL_COUNT = 20             # unexpected values kept per failed expectation (GX SUMMARY)
@@ -162,24 +163,57 @@ def validate_frames(visits, days: dict[date, int], history: list[int] | None = N
     return [pandas_run(ctx, VISIT_SUITE, visits), pandas_run(ctx, BATCH_SUITE, days_frame(days), params)]
 
 
-def check_file_quality(path, region=None, sender=None, *, name=None):
-    """`rpu validate --quality`: the checks of rpu.checks, then both suites on the accepted visits in memory.
-    Returns (FileReport, suite runs or None when the file is rejected)."""
-    sink = FrameSink()
-    report = check_file(path, region, sender, sink, name=name)
-    if not report.accepted:
-        return report, None
-    days = dict.fromkeys(_days(report.period_start, report.period_end), 0) if report.period_start else {}
-    days.update(report.per_day)
-    return report, validate_frames(sink.frame(), dict(sorted(days.items())))
+SQLITE_CHUNK = 10_000          # visits inserted at a time into the temporary SQLite file of `rpu validate --quality`
+
+
+def check_file_quality(path, region=None, sender=None, *, name=None, chunk: int = SQLITE_CHUNK):
+    """`rpu validate --quality`: the checks of rpu.checks, then both suites on the accepted visits.
+    Returns (FileReport, suite runs or None when the file is rejected).
+
+    Bounded memory: the visits' batch columns stream, `chunk` rows at a time, into a table of a temporary SQLite
+    file (no database server here; sqlite3 is in the standard library), on which GX's SQL execution engine runs
+    rpu_visit as the gate does on PostgreSQL; the day counts (rpu_batch) are a few rows, a DataFrame."""
+    import sqlite3
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="rpu-validate-") as tmp:
+        file = Path(tmp) / "batch.sqlite"
+        db = sqlite3.connect(file)
+        try:
+            sink = SqliteSink(db, chunk)
+            report = check_file(path, region, sender, sink, name=name)
+            sink.flush()
+        finally:
+            db.close()
+        if not report.accepted:
+            return report, None
+        days = dict.fromkeys(_days(report.period_start, report.period_end), 0) if report.period_start else {}
+        days.update(report.per_day)
+        days = dict(sorted(days.items()))
+        ctx = context()
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            source = ctx.data_sources.add_sqlite("rpu_validate", connection_string=f"sqlite:///{file}")
+        try:
+            visit_run = suite_run(VISIT_SUITE, "sql", visit_suite_sql(source, "batch"), started=started)
+        finally:
+            for engine in (getattr(source, "_engine", None), source.get_execution_engine().engine):
+                if engine is not None:
+                    engine.dispose()
+        params = count_parameters(list(days.values()), len(days))
+        return report, [visit_run, pandas_run(ctx, BATCH_SUITE, days_frame(days), params)]
 
 
 def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def visit_suite_sql(ctx, db_url: str, view: str) -> list[dict]:
-    """rpu_visit on the view of the batch, through GX's SQL execution engine."""
+@contextmanager
+def sql_source(ctx, db_url: str):
+    """One GX SQL datasource on the regional database for a whole gate (every batch it judges goes through it and
+    its connection pool); its engine is disposed at the end."""
     import functools
 
     import psycopg
@@ -192,12 +226,19 @@ def visit_suite_sql(ctx, db_url: str, view: str) -> list[dict]:
         warnings.simplefilter("ignore")
         source = ctx.data_sources.add_sql("rpu_region", connection_string="postgresql+psycopg://", kwargs={
             "creator": functools.partial(psycopg.connect, db_url, options="-c jit=off -c search_path=rpu_quality")})
-        try:
-            batch = source.add_table_asset(VISIT_SUITE, table_name=view).add_batch_definition_whole_table(
-                "all").get_batch()
-            return validate(batch, VISIT_SUITE, None, two_pass=True)
-        finally:
-            for engine in (getattr(source, "_engine", None), source.get_execution_engine().engine):  # close now
-                if engine is not None:
-                    engine.dispose()
+    try:
+        yield source
+    finally:
+        for engine in (getattr(source, "_engine", None), source.get_execution_engine().engine):  # close now
+            if engine is not None:
+                engine.dispose()
 
+
+def visit_suite_sql(source, view: str) -> list[dict]:
+    """rpu_visit on the view of one batch (a table asset of the gate's SQL datasource), through GX's SQL
+    execution engine."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = source.add_table_asset(f"{VISIT_SUITE}_{view}", table_name=view).add_batch_definition_whole_table(
+            "all").get_batch()
+        return validate(batch, VISIT_SUITE, None, two_pass=True)
