@@ -1,6 +1,6 @@
 """The Great Expectations adapter: an ephemeral context, the committed suites as GX suites, a validation whose
-results come back as plain dicts keyed by the expectations' stable names; the suites on a file in memory
-(`rpu validate --quality`).
+results come back as plain dicts keyed by the expectations' stable names; one SQL datasource for a whole gate;
+the suites on a file without a database server (`rpu validate --quality`: a temporary SQLite file).
 
 Great Expectations (and pandas) are imported inside functions only: GX's import alone takes seconds, and the
 intake DAG's modules import this one.
