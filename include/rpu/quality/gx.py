@@ -106,12 +106,14 @@ def _outcome(r) -> dict:
 def validate(batch, suite_name: str, params: dict | None, *, two_pass: bool, only: set[str] | None = None
               ) -> list[dict]:
     """Validate `batch` with a committed suite (or `only` some of its expectations). two_pass: counts for every
-    expectation first (no unexpected values, so no extra scan per expectation), then GX SUMMARY details for the
-    failed ones only; else SUMMARY at once."""
+    expectation first (GX BASIC without unexpected values, so no extra scan per expectation), then GX SUMMARY
+    details for the failed ones only; else SUMMARY at once."""
     gx_suite_ = gx_suite(suite_name, only)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fmt = ({"result_format": "SUMMARY", "partial_unexpected_count": 0} if two_pass
+        # first pass at BASIC: with no unexpected values asked, GX returns exactly what SUMMARY would, and skips
+        # SUMMARY's extra metrics (≈ 0.1 s of its Python work per batch of the gate)
+        fmt = ({"result_format": "BASIC", "partial_unexpected_count": 0} if two_pass
                else {"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_COUNT})
         results = [_outcome(r) for r in batch.validate(gx_suite_, result_format=fmt,
                                                         expectation_parameters=params or None).results]
