@@ -164,26 +164,30 @@ def gate_run(region: Region, db_url: str, remote=None) -> list[dict]:
     """The one quality gate of an intake run (the DAG's `gate` task, `rpu ingest` after all its files): every
     batch still waiting for its gate, this run's and an earlier run's (rpu.quality.gate.gate_pending). With
     `remote` (the SFTP inbox server), the receipt in ack/ of each file judged that came through it is written again
-    with the gate's verdict. Returns one summary per file judged. A database failure raises
-    rpu.faults.DatabaseFault (a retry finds the files still pending); a file's content never fails the gate."""
+    with the gate's verdict, as soon as that file's results are stored. Returns one summary per file judged. A
+    database failure raises rpu.faults.DatabaseFault (a retry finds the files not yet judged still pending); a
+    file's content never fails the gate."""
+    out = []
     try:
         with store.connection(db_url) as conn:
-            judged = gate.gate_pending(conn, region, db_url)
-            out = []
-            for j in judged:
-                r = receipt_data(conn, region, j["file_id"])
-                if remote is not None and r["sender"] and _received_remotely(conn, j["file_id"]):
-                    _write_receipt(region, remote, r["sender"], r["file"], r)
+            def told(judged: dict) -> None:
+                r = receipt_data(conn, region, judged["file_id"])
                 out.append(summary(r))
+                if remote is None or not r["sender"]:
+                    return
+                if not store.fetch_one(conn, "received_file_remote", {"file_id": judged["file_id"]})["remote"]:
+                    return
+                try:
+                    _write_receipt(region, remote, r["sender"], r["file"], r)
+                except Exception as exc:  # noqa: BLE001 - the verdict is stored; the first receipt stays
+                    log.error("%s · %s: receipt with the quality verdict not written (%s): its first receipt "
+                              "stays", r["sender"], r["file"], type(exc).__name__)
+
+            gate.gate_pending(conn, region, db_url, on_judged=told)
             return out
     except psycopg.Error as exc:
         raise faults.DatabaseFault(f"quality gate: database error {faults.describe_db_error(exc, 'quality gate')}"
                                    ) from None
-
-
-def _received_remotely(conn, file_id: int) -> bool:
-    row = conn.execute("SELECT remote_path IS NOT NULL FROM received_file WHERE id = %s", (file_id,)).fetchone()
-    return bool(row and row[0])
 
 
 def _fr_date(iso: str | None) -> str:

@@ -87,10 +87,11 @@ class _Session:
         self.stack.close()
 
 
-def gate_pending(conn, region, db_url: str, *, only=None) -> list[dict]:
+def gate_pending(conn, region, db_url: str, *, only=None, on_judged=None) -> list[dict]:
     """Run the gate over every batch waiting for it (or, `only`, those of these file ids): GX set up once, each
     file judged on its own batch and its results stored in a transaction of its own; returns one
-    {file_id, status, quarantined} per file judged, in order. A failure of GX, of a query of the gate or of the
+    {file_id, status, quarantined} per file judged, in order (also handed to `on_judged` as soon as that file's
+    results are stored: the intake writes its receipt again). A failure of GX, of a query of the gate or of the
     configuration on a file is recorded as that file's gate error (status `error`, with the reason), not raised;
     only a failure to store results (the database gone) propagates — the next gate finds the files still
     pending and judges them."""
@@ -108,6 +109,8 @@ def gate_pending(conn, region, db_url: str, *, only=None) -> list[dict]:
         try:
             for f in files:
                 out.append(_gate_file(conn, region, db_url, f, session))
+                if on_judged is not None:
+                    on_judged(out[-1])
         finally:
             session.close()
     log.info("quality gate: %d batch(es) judged in %.1f s%s", len(out), time.perf_counter() - started,
