@@ -69,6 +69,33 @@ class FrameSink:
         return df
 
 
+class SqliteSink:
+    """rpu.checks.VisitSink writing the batch columns of every accepted visit into the table `batch` of a SQLite
+    database, `chunk` rows at a time (`rpu validate --quality`: memory bounded whatever the file's size)."""
+
+    def __init__(self, db, chunk: int):
+        self.db = db
+        self.chunk = chunk
+        self.rows: list[tuple] = []
+        types = {c: ("REAL" if c in NUMERIC_COLUMNS else "TEXT") for c in BATCH_COLUMNS}
+        db.execute(f"CREATE TABLE batch ({', '.join(f'{c} {t}' for c, t in types.items())})")
+        self.insert = f"INSERT INTO batch VALUES ({', '.join('?' * len(BATCH_COLUMNS))})"
+
+    def visit(self, row: tuple) -> None:
+        self.rows.append(batch_values(row))
+        if len(self.rows) >= self.chunk:
+            self.flush()
+
+    def rejected(self, raw, problem) -> None:
+        pass
+
+    def flush(self) -> None:
+        if self.rows:
+            self.db.executemany(self.insert, self.rows)
+            self.rows.clear()
+        self.db.commit()
+
+
 def batch_view_sql(name: str, file_id: int) -> str:
     """quality_batch_view.sql / quality_batch_drop.sql for one file (a view has no parameters: the id, an
     integer, is written into the text)."""

@@ -1,11 +1,20 @@
-"""The quality gate of the intake (`run_gate`, called by rpu.intake after an accepted load, in its own
-transaction): both suites on the batch, results stored, a failed blocking expectation quarantines the file.
+"""The quality gate of the intake: once per intake run (`gate_pending`, the `gate` task of the intake DAG after its
+mapped loads; `rpu ingest FILE...` after all its files), over every accepted batch still waiting for its gate — this
+run's and those of an earlier run that stopped between a load and its gate. Great Expectations is imported once,
+with one context and one SQL datasource for the whole gate; each file is judged on its own batch (a view
+`rpu_quality.batch_<file id>`, a table asset of that datasource): both suites, results stored per file in a
+transaction of the file's own, a failed blocking expectation quarantines that file only.
+
+Locking: the gate holds the load lock of every establishment it judges (the key rpu.loader.load_file takes), taken
+in sorted order at the start and released at the end, so that no load changes a batch while it is being judged.
+Loads of other establishments go on; a file loaded meanwhile for a locked establishment waits for the gate's end
+(a few seconds) and is judged by the next one.
 """
 from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
 from rpu import faults, store
@@ -49,16 +58,93 @@ def _batch_view(conn, file_id: int):
         conn.execute(batch_view_sql("quality_batch_drop", file_id))
 
 
+def pending_files(conn) -> list[dict]:
+    """The accepted files whose batch waits for its gate, oldest first ({id, status, etab, ordre})."""
+    return store.fetch_all(conn, "quality_pending", {})
+
+
+class _Session:
+    """What a gate sets up once for all its batches, on first need: GX (imported once), one ephemeral context,
+    one SQL datasource on the regional database."""
+
+    def __init__(self, db_url: str):
+        self.db_url = db_url
+        self.stack = ExitStack()
+        self.ctx = None
+        self.source = None
+
+    def context(self):
+        if self.ctx is None:
+            self.ctx = gx.context()
+        return self.ctx
+
+    def sql_source(self):
+        if self.source is None:
+            self.source = self.stack.enter_context(gx.sql_source(self.context(), self.db_url))
+        return self.source
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def gate_pending(conn, region, db_url: str, *, only=None, on_judged=None) -> list[dict]:
+    """Run the gate over every batch waiting for it (or, `only`, those of these file ids): GX set up once, each
+    file judged on its own batch and its results stored in a transaction of its own; returns one
+    {file_id, status, quarantined} per file judged, in order (also handed to `on_judged` as soon as that file's
+    results are stored: the intake writes its receipt again). A failure of GX, of a query of the gate or of the
+    configuration on a file is recorded as that file's gate error (status `error`, with the reason), not raised;
+    only a failure to store results (the database gone) propagates — the next gate finds the files still
+    pending and judges them."""
+    wanted = None if only is None else {int(i) for i in only}
+    candidates = [f for f in pending_files(conn) if wanted is None or f["id"] in wanted]
+    if not candidates:
+        return []
+    started = time.perf_counter()
+    etabs = sorted({f["etab"] for f in candidates})
+    out = []
+    with _establishment_locks(conn, etabs):
+        # under the locks: the pending files of these establishments as they are now (none changes until the end)
+        files = [f for f in pending_files(conn) if f["etab"] in etabs and (wanted is None or f["id"] in wanted)]
+        session = _Session(db_url)
+        try:
+            for f in files:
+                out.append(_gate_file(conn, region, db_url, f, session))
+                if on_judged is not None:
+                    on_judged(out[-1])
+        finally:
+            session.close()
+    log.info("quality gate: %d batch(es) judged in %.1f s%s", len(out), time.perf_counter() - started,
+             "".join(f"; file #{r['file_id']} quarantined" for r in out if r["quarantined"]))
+    return out
+
+
 def run_gate(conn, region, db_url: str, file_id: int) -> dict:
-    """Validate the batch of an accepted, loaded file, store the results, quarantine it when a blocking
-    expectation fails; returns `file_quality(conn, file_id)`. A failure of GX, of a query of the gate or of the
-    configuration is recorded as the gate's own error (status `error`, with the reason), not raised: the load
-    stays committed and the receipt goes. (Only a failure to store the results propagates: the task's retry finds
-    the file without results and runs its gate again.) With blocking expectations configured, a batch the gate
-    could not judge is quarantined too."""
+    """The gate of one accepted file (judged again even when it ran before); returns `file_quality(conn, file_id)`."""
     f = store.fetch_one(conn, "quality_file", {"file_id": file_id})
     if f is None or f["status"] != "accepted":
         raise ValueError(f"file #{file_id} is not an accepted file")
+    session = _Session(db_url)
+    try:
+        with _establishment_lock(conn, f["etab"]):
+            _gate_file(conn, region, db_url, f, session)
+    finally:
+        session.close()
+    return file_quality(conn, file_id, region.tz)
+
+
+@contextmanager
+def _establishment_locks(conn, etabs: list[str]):
+    """The load locks of several establishments, taken in sorted order (two gates never wait for each other
+    crosswise), released at the end."""
+    with ExitStack() as stack:
+        for etab in sorted(set(etabs)):
+            stack.enter_context(_establishment_lock(conn, etab))
+        yield
+
+
+def _gate_file(conn, region, db_url: str, f: dict, session: _Session) -> dict:
+    """Judge one file's batch (its establishment's lock held by the caller) and store the results."""
+    file_id = f["id"]
     blocking = set(region.quality.blocking)
     runs: list[dict] = []
     started = time.perf_counter()
@@ -66,22 +152,21 @@ def run_gate(conn, region, db_url: str, file_id: int) -> dict:
         problems = blocking_problems(sorted(blocking))
         if problems:
             raise QualityError("; ".join(problems))
-        with _establishment_lock(conn, f["etab"]):
-            days = {r[0]: int(r[1]) for r in conn.execute(store.query("quality_days"), {"file_id": file_id})}
-            if not days or sum(days.values()) == 0:
-                runs = [gx.suite_run(s, "sql", status="skipped", error="lot vide : aucun passage enregistré",
-                                   started=started) for s in SUITES]
-            else:
-                if store.fetch_one(conn, "quality_analyze_needed", {"rows": sum(days.values())})["needed"]:
-                    conn.execute(store.query("quality_analyze"))
-                since = min(days) - timedelta(weeks=region.watch.history_weeks)
-                history = [int(r[1]) for r in conn.execute(store.query("quality_history"), dict(
-                    etab=f["etab"], ordre=f["ordre"], since=since, until=min(days)))]
-                ctx = gx.context()
-                with _batch_view(conn, file_id) as view:
-                    runs.append(gx.suite_run(VISIT_SUITE, "sql", gx.visit_suite_sql(ctx, db_url, view),
-                                           started=started))
-                runs.append(gx.pandas_run(ctx, BATCH_SUITE, days_frame(days), count_parameters(history, len(days))))
+        days = {r[0]: int(r[1]) for r in conn.execute(store.query("quality_days"), {"file_id": file_id})}
+        if not days or sum(days.values()) == 0:
+            runs = [gx.suite_run(s, "sql", status="skipped", error="lot vide : aucun passage enregistré",
+                                 started=started) for s in SUITES]
+        else:
+            if store.fetch_one(conn, "quality_analyze_needed", {"rows": sum(days.values())})["needed"]:
+                conn.execute(store.query("quality_analyze"))
+            since = min(days) - timedelta(weeks=region.watch.history_weeks)
+            history = [int(r[1]) for r in conn.execute(store.query("quality_history"), dict(
+                etab=f["etab"], ordre=f["ordre"], since=since, until=min(days)))]
+            with _batch_view(conn, file_id) as view:
+                runs.append(gx.suite_run(VISIT_SUITE, "sql", gx.visit_suite_sql(session.sql_source(), view),
+                                         started=started))
+            runs.append(gx.pandas_run(session.context(), BATCH_SUITE, days_frame(days),
+                                      count_parameters(history, len(days))))
     except Exception as exc:   # the gate's own failure is a result, not a crash of the intake
         message = _safe_message(exc, db_url)
         if faults.db_error(exc) is not None:   # its text may quote a visit's value: SQLSTATE and place only
@@ -90,7 +175,7 @@ def run_gate(conn, region, db_url: str, file_id: int) -> dict:
             log.exception("quality gate of file #%s failed", file_id)
         done = {r["suite"] for r in runs}
         runs += [gx.suite_run(s, "sql" if s == VISIT_SUITE else "pandas", error=message, status="error",
-                            started=started) for s in SUITES if s not in done]
+                              started=started) for s in SUITES if s not in done]
     held = sorted({o["name"] for r in runs for o in r["results"] if not o["success"] and o["name"] in blocking})
     if blocking and any(r["status"] == "error" for r in runs):
         held.append("GATE_ERROR")
@@ -113,7 +198,8 @@ def run_gate(conn, region, db_url: str, file_id: int) -> dict:
     log.info("quality gate of file #%s: %s%s in %.1f s", file_id,
              ", ".join(f"{r['suite']} {r['status']}" for r in runs), f", quarantined ({', '.join(held)})"
              if held else "", time.perf_counter() - started)
-    return file_quality(conn, file_id, region.tz)
+    status = next(s for s in ("error", "failed", "skipped", "passed") if s in {r["status"] for r in runs})
+    return {"file_id": file_id, "status": status, "quarantined": bool(held)}
 
 
 def _json(v):
