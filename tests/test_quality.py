@@ -476,6 +476,7 @@ def test_a_crash_of_gx_is_recorded_and_the_load_stays(db, region, tmp_path, monk
     def boom(*a, **k):
         raise RuntimeError("GX exploded")
 
+    monkeypatch.setattr(gx, "visit_suite_per_file", boom)   # the run's batches at once, then each alone
     monkeypatch.setattr(gx, "visit_suite_sql", boom)
     r = ingest(region, db, tmp_path, _clean())
     assert r["status"] == "accepted" and q(db, "SELECT count(*) FROM visit") == [(10,)]
@@ -537,6 +538,40 @@ def test_one_gate_judges_every_pending_batch_each_on_its_own(db, region, tmp_pat
     assert not q(db, "SELECT viewname FROM pg_views WHERE schemaname = 'rpu_quality'")
 
 
+def test_a_run_judged_at_once_gives_what_gx_gives_on_each_batch_alone(db, region, tmp_path):
+    """gx.visit_suite_per_file (the run's batches in one grouped query, GX's verdict per file) against GX on each
+    file's batch alone, outcome by outcome (success, counts, percentages), on batches where each expectation of
+    the suite fails in turn, next to clean and diverse batches and to files whose row conditions leave no row."""
+    sets = [_crafted(n) for n in VISIT_NAMES] + [_clean(), _diverse(), [visit(MODE_SORTIE="", DESTINATION="",
+                                                                              ORIENT="")]]
+    etabs = ["990000127", "990000135", "990000143"]
+    session = gate._Session(db)
+    compared = failed = 0
+    try:
+        for start in range(0, len(sets), len(etabs)):
+            ids = []
+            for finess, vs in zip(etabs, sets[start:start + len(etabs)]):
+                path = tmp_path / f"{finess}-{start}.xml"
+                path.write_bytes(rpu_file(vs, finess=finess))
+                ids.append(intake.ingest_path(region, db, path, sender=finess, quality_gate=False)["file_id"])
+            with store.connection(db) as conn:
+                with gate._run_view(conn, ids) as view:
+                    at_once = gx.visit_suite_per_file(session.sql_source(), view, ids)
+                for fid in ids:
+                    with gate._batch_view(conn, fid) as view:
+                        alone = gx.table_batch(session.sql_source(), view).validate(
+                            gx.gx_suite(expectations.VISIT_SUITE), result_format=dict(gx.BASIC))
+                    alone = {o["name"]: o for o in map(gx._outcome, alone.results)}
+                    assert [o["name"] for o in at_once[fid]] == VISIT_NAMES
+                    for o in at_once[fid]:
+                        assert o == alone[o["name"]], (fid, o["name"])
+                        compared += 1
+                        failed += not o["success"]
+    finally:
+        session.close()
+    assert compared == len(sets) * len(VISIT_NAMES) and failed >= len(VISIT_NAMES)   # every one failed somewhere
+
+
 def test_rpu_ingest_of_several_files_runs_one_gate_after_all_of_them(db, tmp_path, capsys, caplog):
     import logging
 
@@ -590,6 +625,7 @@ def test_failed_since_tells_the_watch_which_files_failed(db, region, tmp_path, m
     vs[0]["SEXE"] = "X"
     bad = ingest(region.adjusted(quality={"blocking": ("SEXE_DOMAIN",)}), db, tmp_path, vs, name="bad.xml",
                  extract="03/11/2026 03:00:00")
+    monkeypatch.setattr(gx, "visit_suite_per_file", lambda *a: 1 / 0)   # at once, then each alone
     monkeypatch.setattr(gx, "visit_suite_sql", lambda *a: 1 / 0)
     crashed = ingest(region, db, tmp_path, _clean(), name="crash.xml", extract="04/11/2026 03:00:00")
     with store.connection(db) as conn:

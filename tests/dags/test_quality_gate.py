@@ -103,6 +103,7 @@ def test_a_crash_of_the_gate_keeps_the_load_and_still_sends_the_receipt(intake_e
     def boom(*args, **kwargs):
         raise RuntimeError("GX exploded")
 
+    monkeypatch.setattr(gx, "visit_suite_per_file", boom)   # the run's batches at once, then each alone
     monkeypatch.setattr(gx, "visit_suite_sql", boom)
     env = intake_env
     env.drop(GOOD, "RPU_1.xml", rpu_file(_visits(4), finess=GOOD))

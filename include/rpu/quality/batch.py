@@ -96,10 +96,22 @@ class SqliteSink:
         self.db.commit()
 
 
-def batch_view_sql(name: str, file_id: int) -> str:
-    """quality_batch_view.sql / quality_batch_drop.sql for one file (a view has no parameters: the id, an
-    integer, is written into the text)."""
-    return store.query(name).replace("{file_id}", str(int(file_id)))
+FILE_ID_COLUMN = "rpu_file_id"  # the first column of a run's view (the file each visit came from)
+
+
+def batch_view_sql(name: str, file_ids: list[int], view: str | None = None) -> str:
+    """quality_batch_view.sql / quality_batch_drop.sql: the view `batch_<file id>` of one file's batch (the
+    columns BATCH_COLUMNS), or with `view` (a run's, `run_<backend pid>`) the batches of several files with the
+    file's id first (FILE_ID_COLUMN). A view has no parameters: the ids, integers, are written into the text."""
+    ids = [int(i) for i in file_ids]
+    if view is None:
+        (one,) = ids
+        view = f"batch_{one}"
+    if not view.replace("_", "").isalnum():
+        raise ValueError(f"view name {view!r}")
+    return (store.query(name).replace("{view}", view)
+            .replace("{file_id_column}", "" if view.startswith("batch_") else f"v.file_id AS {FILE_ID_COLUMN}, ")
+            .replace("{file_ids}", ", ".join(map(str, ids))))
 
 
 def fedoru_baseline(history: list[int]) -> tuple[float, float] | None:

@@ -44,18 +44,36 @@ def _establishment_lock(conn, etab: str):
         conn.execute(store.query("quality_unlock"), {"etab": etab})
 
 
-@contextmanager
-def _batch_view(conn, file_id: int):
-    """The view GX reads (rpu_quality.batch_<file id>), committed for its connections, dropped afterwards."""
+def _drop_leftover_views(conn) -> None:
     from psycopg import sql
 
     for (name,) in conn.execute(store.query("quality_leftover_views")).fetchall():
         conn.execute(sql.SQL("DROP VIEW IF EXISTS rpu_quality.{}").format(sql.Identifier(name)))
-    conn.execute(batch_view_sql("quality_batch_view", file_id))
+
+
+@contextmanager
+def _batch_view(conn, file_id: int):
+    """The view GX reads for one file (rpu_quality.batch_<file id>), committed for its connections, dropped
+    afterwards."""
+    _drop_leftover_views(conn)
+    conn.execute(batch_view_sql("quality_batch_view", [file_id]))
     try:
         yield f"batch_{int(file_id)}"
     finally:
-        conn.execute(batch_view_sql("quality_batch_drop", file_id))
+        conn.execute(batch_view_sql("quality_batch_drop", [file_id]))
+
+
+@contextmanager
+def _run_view(conn, file_ids: list[int]):
+    """The view of a whole gate's batches (rpu_quality.run_<backend pid>: the visits of every file judged, with
+    the file's id), committed for GX's connections, dropped afterwards (a crashed gate's: by the next one)."""
+    _drop_leftover_views(conn)
+    view = f"run_{int(conn.info.backend_pid)}"
+    conn.execute(batch_view_sql("quality_batch_view", file_ids, view))
+    try:
+        yield view
+    finally:
+        conn.execute(batch_view_sql("quality_batch_drop", [], view))
 
 
 def pending_files(conn) -> list[dict]:
@@ -88,13 +106,13 @@ class _Session:
 
 
 def gate_pending(conn, region, db_url: str, *, only=None, on_judged=None) -> list[dict]:
-    """Run the gate over every batch waiting for it (or, `only`, those of these file ids): GX set up once, each
-    file judged on its own batch and its results stored in a transaction of its own; returns one
-    {file_id, status, quarantined} per file judged, in order (also handed to `on_judged` as soon as that file's
-    results are stored: the intake writes its receipt again). A failure of GX, of a query of the gate or of the
-    configuration on a file is recorded as that file's gate error (status `error`, with the reason), not raised;
-    only a failure to store results (the database gone) propagates — the next gate finds the files still
-    pending and judges them."""
+    """Run the gate over every batch waiting for it (or, `only`, those of these file ids): GX set up once, the
+    visits of all of them judged in one pass per file (`_judge`), each file's results stored in a transaction of
+    its own; returns one {file_id, status, quarantined} per file judged, in order (also handed to `on_judged` as
+    soon as that file's results are stored: the intake writes its receipt again). A failure of GX, of a query of
+    the gate or of the configuration is recorded as the gate's error of the files it concerns (status `error`,
+    with the reason), not raised; only a failure to store results (the database gone) propagates — the next gate
+    finds the files still pending and judges them."""
     wanted = None if only is None else {int(i) for i in only}
     candidates = [f for f in pending_files(conn) if wanted is None or f["id"] in wanted]
     if not candidates:
@@ -107,12 +125,13 @@ def gate_pending(conn, region, db_url: str, *, only=None, on_judged=None) -> lis
         files = [f for f in pending_files(conn) if f["etab"] in etabs and (wanted is None or f["id"] in wanted)]
         session = _Session(db_url)
         try:
-            for f in files:
-                out.append(_gate_file(conn, region, db_url, f, session))
-                if on_judged is not None:
-                    on_judged(out[-1])
+            runs = _judge(conn, region, db_url, files, session)
         finally:
             session.close()
+        for f in files:
+            out.append(_store(conn, region, f, runs[f["id"]]))
+            if on_judged is not None:
+                on_judged(out[-1])
     log.info("quality gate: %d batch(es) judged in %.1f s%s", len(out), time.perf_counter() - started,
              "".join(f"; file #{r['file_id']} quarantined" for r in out if r["quarantined"]))
     return out
@@ -126,7 +145,7 @@ def run_gate(conn, region, db_url: str, file_id: int) -> dict:
     session = _Session(db_url)
     try:
         with _establishment_lock(conn, f["etab"]):
-            _gate_file(conn, region, db_url, f, session)
+            _store(conn, region, f, _judge(conn, region, db_url, [f], session)[f["id"]])
     finally:
         session.close()
     return file_quality(conn, file_id, region.tz)
@@ -142,40 +161,84 @@ def _establishment_locks(conn, etabs: list[str]):
         yield
 
 
-def _gate_file(conn, region, db_url: str, f: dict, session: _Session) -> dict:
-    """Judge one file's batch (its establishment's lock held by the caller) and store the results."""
-    file_id = f["id"]
-    blocking = set(region.quality.blocking)
-    runs: list[dict] = []
+def _judge(conn, region, db_url: str, files: list[dict], session: _Session) -> dict[int, list[dict]]:
+    """The suite runs of each file ({file id: runs}), the establishments' locks held by the caller: rpu_visit on
+    the view of all the files' batches at once, judged per file (gx.visit_suite_per_file), a second GX pass for
+    the unexpected values of a file's failed expectations only; rpu_batch (a few day counts, with the file's
+    own parameters from its establishment's history) on each file. A gate failure is each file's error; if the
+    run's view cannot be judged at once, each batch is judged alone (as GX would) and told in the log."""
     started = time.perf_counter()
+    runs: dict[int, list[dict]] = {f["id"]: [] for f in files}
+    visits: dict[int, list[dict]] = {}
+    todo: list[dict] = []
     try:
-        problems = blocking_problems(sorted(blocking))
+        problems = blocking_problems(sorted(set(region.quality.blocking)))
         if problems:
             raise QualityError("; ".join(problems))
-        days = {r[0]: int(r[1]) for r in conn.execute(store.query("quality_days"), {"file_id": file_id})}
-        if not days or sum(days.values()) == 0:
-            runs = [gx.suite_run(s, "sql", status="skipped", error="lot vide : aucun passage enregistré",
-                                 started=started) for s in SUITES]
-        else:
-            if store.fetch_one(conn, "quality_analyze_needed", {"rows": sum(days.values())})["needed"]:
-                conn.execute(store.query("quality_analyze"))
-            since = min(days) - timedelta(weeks=region.watch.history_weeks)
+        days = {f["id"]: {r[0]: int(r[1]) for r in conn.execute(store.query("quality_days"), {"file_id": f["id"]})}
+                for f in files}
+        for f in files:
+            if not days[f["id"]] or sum(days[f["id"]].values()) == 0:
+                runs[f["id"]] = [gx.suite_run(s, "sql", status="skipped", error="lot vide : aucun passage enregistré",
+                                              started=started) for s in SUITES]
+            else:
+                todo.append(f)
+        if todo and store.fetch_one(conn, "quality_analyze_needed",
+                                    {"rows": sum(sum(days[f["id"]].values()) for f in todo)})["needed"]:
+            conn.execute(store.query("quality_analyze"))
+    except Exception as exc:   # the configuration, or the gate's first queries: every file's error
+        message = _failed(exc, db_url, "the run")
+        return {f["id"]: _error_runs([], message, started) for f in files}
+    if todo:
+        try:
+            with _run_view(conn, [f["id"] for f in todo]) as view:
+                visits = gx.visit_suite_per_file(session.sql_source(), view, [f["id"] for f in todo])
+        except Exception as exc:   # noqa: BLE001 - judged one batch at a time instead, each with its own outcome
+            log.warning("quality gate: the %d batch(es) of the run not judged at once (%s): one at a time",
+                        len(todo), _safe_message(exc, db_url))
+            visits = {}
+    for f in todo:
+        file_id, file_started = f["id"], time.perf_counter()
+        try:
+            outcomes = visits.get(file_id)
+            if outcomes is None or gx.needs_details(outcomes):   # GX on this file's batch alone
+                with _batch_view(conn, file_id) as view:
+                    if outcomes is None:
+                        outcomes = gx.visit_suite_sql(session.sql_source(), view)
+                    else:
+                        gx.add_details(gx.table_batch(session.sql_source(), view), VISIT_SUITE, None, outcomes)
+            runs[file_id].append(gx.suite_run(VISIT_SUITE, "sql", outcomes, started=file_started))
+            d = days[file_id]
+            since = min(d) - timedelta(weeks=region.watch.history_weeks)
             history = [int(r[1]) for r in conn.execute(store.query("quality_history"), dict(
-                etab=f["etab"], ordre=f["ordre"], since=since, until=min(days)))]
-            with _batch_view(conn, file_id) as view:
-                runs.append(gx.suite_run(VISIT_SUITE, "sql", gx.visit_suite_sql(session.sql_source(), view),
-                                         started=started))
-            runs.append(gx.pandas_run(session.context(), BATCH_SUITE, days_frame(days),
-                                      count_parameters(history, len(days))))
-    except Exception as exc:   # the gate's own failure is a result, not a crash of the intake
-        message = _safe_message(exc, db_url)
-        if faults.db_error(exc) is not None:   # its text may quote a visit's value: SQLSTATE and place only
-            log.error("quality gate of file #%s failed: %s", file_id, message)
-        else:
-            log.exception("quality gate of file #%s failed", file_id)
-        done = {r["suite"] for r in runs}
-        runs += [gx.suite_run(s, "sql" if s == VISIT_SUITE else "pandas", error=message, status="error",
-                              started=started) for s in SUITES if s not in done]
+                etab=f["etab"], ordre=f["ordre"], since=since, until=min(d)))]
+            runs[file_id].append(gx.pandas_run(session.context(), BATCH_SUITE, days_frame(d),
+                                               count_parameters(history, len(d))))
+        except Exception as exc:   # the gate's own failure is a result, not a crash of the intake
+            runs[file_id] = _error_runs(runs[file_id], _failed(exc, db_url, f"file #{file_id}"), file_started)
+    return runs
+
+
+def _failed(exc: BaseException, db_url: str, what: str) -> str:
+    message = _safe_message(exc, db_url)
+    if faults.db_error(exc) is not None:   # its text may quote a visit's value: SQLSTATE and place only
+        log.error("quality gate of %s failed: %s", what, message)
+    else:
+        log.exception("quality gate of %s failed", what)
+    return message
+
+
+def _error_runs(runs: list[dict], message: str, started: float) -> list[dict]:
+    done = {r["suite"] for r in runs}
+    return runs + [gx.suite_run(s, "sql" if s == VISIT_SUITE else "pandas", error=message, status="error",
+                                started=started) for s in SUITES if s not in done]
+
+
+def _store(conn, region, f: dict, runs: list[dict]) -> dict:
+    """Store one file's suite runs (and its quarantine when a blocking expectation failed or the gate could not
+    judge it), in one transaction; its gate is then done."""
+    file_id = f["id"]
+    blocking = set(region.quality.blocking)
     held = sorted({o["name"] for r in runs for o in r["results"] if not o["success"] and o["name"] in blocking})
     if blocking and any(r["status"] == "error" for r in runs):
         held.append("GATE_ERROR")
@@ -185,19 +248,19 @@ def _gate_file(conn, region, db_url: str, f: dict, session: _Session) -> dict:
                 file_id=file_id, suite=r["suite"], version=r["version"], status=r["status"], engine=r["engine"],
                 error=r["error"], parameters=_json(r["parameters"]), statistics=_json(r["statistics"]),
                 duration_s=r["duration_s"])).fetchone()[0]
-            for o in r["results"]:
-                conn.execute(store.query("quality_result_insert"), dict(
+            with conn.cursor() as cur:
+                cur.executemany(store.query("quality_result_insert"), [dict(
                     run_id=run_id, expectation=o["name"], type=o["type"], column_name=o["column"],
                     success=o["success"], blocking=o["name"] in blocking, element_count=o["element_count"],
                     unexpected_count=o["unexpected_count"], unexpected_percent=o["unexpected_percent"],
                     missing_count=o["missing_count"], observed_value=_json(o["observed_value"]),
-                    details=_json(o["details"]), error=o["error"]))
+                    details=_json(o["details"]), error=o["error"]) for o in r["results"]])
         if held:
             conn.execute(store.query("quality_quarantine_insert"), {"file_id": file_id, "expectations": held})
         conn.execute(store.query("quality_gate_done"), {"file_id": file_id})
-    log.info("quality gate of file #%s: %s%s in %.1f s", file_id,
+    log.info("quality gate of file #%s: %s%s", file_id,
              ", ".join(f"{r['suite']} {r['status']}" for r in runs), f", quarantined ({', '.join(held)})"
-             if held else "", time.perf_counter() - started)
+             if held else "")
     status = next(s for s in ("error", "failed", "skipped", "passed") if s in {r["status"] for r in runs})
     return {"file_id": file_id, "status": status, "quarantined": bool(held)}
 

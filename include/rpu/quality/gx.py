@@ -90,9 +90,12 @@ def jsonable(v):
 
 def _outcome(r) -> dict:
     """One GX ExpectationValidationResult → a plain dict keyed by the expectation's stable name."""
-    cfg = r.expectation_config
-    res = jsonable(dict(r.result or {}))
-    exc = r.exception_info or {}
+    return _plain_outcome(r.expectation_config, r.success, r.result, r.exception_info)
+
+
+def _plain_outcome(cfg, success, result, exception_info) -> dict:
+    res = jsonable(dict(result or {}))
+    exc = exception_info or {}
     if "raised_exception" not in exc and exc:   # several metrics: {metric id: {...}}
         exc = next((e for e in exc.values() if e.get("raised_exception")), {})
     error = exc.get("exception_message") if exc.get("raised_exception") else None
@@ -100,7 +103,7 @@ def _outcome(r) -> dict:
                                              "missing_count", "observed_value")}
     meta = cfg.meta or {}
     return {"name": meta.get("name"), "type": cfg.type, "column": cfg.kwargs.get("column"),
-            "success": bool(r.success) and error is None, "error": error, **counts, "details": res}
+            "success": bool(success) and error is None, "error": error, **counts, "details": res}
 
 
 def validate(batch, suite_name: str, params: dict | None, *, two_pass: bool, only: set[str] | None = None
@@ -113,22 +116,35 @@ def validate(batch, suite_name: str, params: dict | None, *, two_pass: bool, onl
         warnings.simplefilter("ignore")
         # first pass at BASIC: with no unexpected values asked, GX returns exactly what SUMMARY would, and skips
         # SUMMARY's extra metrics (≈ 0.1 s of its Python work per batch of the gate)
-        fmt = ({"result_format": "BASIC", "partial_unexpected_count": 0} if two_pass
+        fmt = (dict(BASIC) if two_pass
                else {"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_COUNT})
         results = [_outcome(r) for r in batch.validate(gx_suite_, result_format=fmt,
                                                         expectation_parameters=params or None).results]
-        if two_pass:
-            failed = {o["name"] for o in results if not o["success"] and o["error"] is None
-                      and o["type"] not in NO_DETAILS and o["unexpected_count"]}
-            if failed:
-                again = batch.validate(gx_suite(suite_name, failed), expectation_parameters=params or None,
-                                       result_format={"result_format": "SUMMARY",
-                                                      "partial_unexpected_count": PARTIAL_COUNT})
-                details = {o["name"]: o["details"] for o in map(_outcome, again.results)}
-                for o in results:
-                    o["details"] = details.get(o["name"], o["details"])
-    order = [e["meta"]["name"] for e in load(suite_name)["expectations"]]
-    return sorted(results, key=lambda o: order.index(o["name"]))   # GX regroups them by column
+    if two_pass:
+        add_details(batch, suite_name, params, results)
+    return _in_suite_order(suite_name, results)
+
+
+def needs_details(results: list[dict]) -> set[str]:
+    """The expectations of a first pass (BASIC) whose unexpected values are worth a second one: failed, with
+    unexpected rows, of a type whose values say something."""
+    return {o["name"] for o in results if not o["success"] and o["error"] is None
+            and o["type"] not in NO_DETAILS and o["unexpected_count"]}
+
+
+def add_details(batch, suite_name: str, params: dict | None, results: list[dict]) -> None:
+    """The second pass: GX SUMMARY (some unexpected values) on `batch` for the failed expectations of `results`
+    only, their details put in place."""
+    failed = needs_details(results)
+    if not failed:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = batch.validate(gx_suite(suite_name, failed), expectation_parameters=params or None,
+                               result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_COUNT})
+    details = {o["name"]: o["details"] for o in map(_outcome, again.results)}
+    for o in results:
+        o["details"] = details.get(o["name"], o["details"])
 
 
 def suite_run(suite: str, engine: str, outcomes: list[dict] | None = None, *, params=None, started=None,
@@ -236,11 +252,110 @@ def sql_source(ctx, db_url: str):
                 engine.dispose()
 
 
+BASIC = {"result_format": "BASIC", "partial_unexpected_count": 0}
+
+
+def visit_suite_per_file(source, view: str, file_ids: list[int]) -> dict[int, list[dict]]:
+    """rpu_visit over a whole run's batches at once (the view of a run: every file's visits, with FILE_ID_COLUMN),
+    judged per file: {file id: its outcomes, as `validate` at BASIC level would give them on that file's batch
+    alone}. Great Expectations' cost is per expectation and per validation, not per visit (≈ 0.35 s for a batch
+    of any size): judged one batch at a time, an 80-file night costs 30 s of it. Here GX sets the suite up once
+    on the run's view and hands, for each expectation, its metrics' definitions (the SQL condition of its
+    unexpected rows, the domain its row_condition and null filters give); PostgreSQL computes every metric of
+    every expectation for every file in ONE grouped query (a file is its own group); then each expectation's own
+    `_validate` (GX's verdict: `mostly`, vacuous truth, percentages) runs on each file's metrics. The result is
+    what GX gives on each batch alone — tests/test_quality.py compares them on batches with every kind of defect.
+
+    Raises QualityError when the suite asks for a metric this does not compute (the caller then judges the
+    batches one at a time, as GX would). Uses GX's validator internals (pinned version, see constraints)."""
+    import sqlalchemy as sa
+    from great_expectations.validator.metric_configuration import MetricConfiguration
+
+    from rpu.quality.batch import FILE_ID_COLUMN
+
+    runtime = {"result_format": dict(BASIC)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = table_batch(source, view)
+        validator = batch._create_validator(result_format=dict(BASIC))._wrapped_validator
+        engine = validator.execution_engine
+        whole = engine.get_domain_records(domain_kwargs={"batch_id": validator.active_batch_id})
+        configs = validator.process_expectations_for_validation(gx_suite(VISIT_SUITE).expectation_configurations,
+                                                                None)
+        plan = []          # (expectation, config, {metric name: column index in the query or a constant})
+        columns = []       # the aggregates of the one query
+        names = []         # the metric each computes
+        for cfg in configs:
+            exp = cfg.to_domain_obj()
+            deps = exp.get_validation_dependencies(execution_engine=engine, runtime_configuration=runtime)
+            metrics = {}
+            for name in deps.get_metric_names():
+                mc = deps.get_metric_configuration(name)
+                if name == "table.row_count":
+                    condition, domain = None, engine.get_domain_records(domain_kwargs=mc.metric_domain_kwargs)
+                elif name.endswith(".unexpected_count"):
+                    condition, domain_kwargs, _ = validator.get_metric(MetricConfiguration(
+                        name.removesuffix(".unexpected_count") + ".condition", mc.metric_domain_kwargs,
+                        mc.metric_value_kwargs))
+                    domain = engine.get_domain_records(domain_kwargs=domain_kwargs)
+                elif name.endswith(".unexpected_values"):   # BASIC asks for none of them
+                    metrics[name] = []
+                    continue
+                else:
+                    raise QualityError(f"{cfg.meta.get('name')}: metric {name} not computed per file")
+                rows = _domain_filter(domain, whole)
+                metrics[name] = len(columns)
+                names.append(mc)
+                if name == "table.row_count":
+                    columns.append(sa.func.count().filter(rows))
+                else:   # GX's SUM(CASE …) over the domain: NULL when the domain has no row
+                    columns.append(sa.case((sa.func.count().filter(rows) == 0, sa.null()),
+                                           else_=sa.func.count().filter(sa.and_(rows, condition))))
+            plan.append((exp, cfg, metrics))
+        file_id = sa.column(FILE_ID_COLUMN)
+        query = sa.select(file_id, *columns).select_from(whole).group_by(file_id)
+        counts = {int(row[0]): row[1:] for row in engine.execute_query(query).fetchall()}
+        nothing = tuple(0 if c.metric_name == "table.row_count" else None for c in names)   # a file without rows
+        out: dict[int, list[dict]] = {}
+        for fid in file_ids:
+            values = counts.get(int(fid), nothing)
+            results = []
+            for exp, cfg, metrics in plan:
+                m = {name: (v if isinstance(v, list) else None if values[v] is None else int(values[v]))
+                     for name, v in metrics.items()}
+                r = exp._validate(metrics=m, runtime_configuration=runtime, execution_engine=engine)
+                results.append(_plain_outcome(cfg, r["success"], r.get("result"), None))
+            out[int(fid)] = _in_suite_order(VISIT_SUITE, results)
+    return out
+
+
+def _domain_filter(domain, whole):
+    """The rows of a metric's domain as a condition on the whole batch: the batch itself (no condition), or a
+    SELECT on it with a WHERE (a row_condition, a null filter); anything else is not computed here."""
+    import sqlalchemy as sa
+
+    if domain is whole or str(domain) == str(whole):
+        return sa.true()
+    froms = domain.get_final_froms() if hasattr(domain, "get_final_froms") else []
+    if len(froms) == 1 and str(froms[0]) == str(whole) and domain.whereclause is not None:
+        return domain.whereclause
+    raise QualityError("a metric domain other than the batch or a filter of it")
+
+
+def _in_suite_order(suite_name: str, results: list[dict]) -> list[dict]:
+    order = [e["meta"]["name"] for e in load(suite_name)["expectations"]]
+    return sorted(results, key=lambda o: order.index(o["name"]))   # GX regroups them by column
+
+
+def table_batch(source, view: str):
+    """The whole view `view` as a batch of the gate's SQL datasource."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return source.add_table_asset(f"{VISIT_SUITE}_{view}", table_name=view).add_batch_definition_whole_table(
+            "all").get_batch()
+
+
 def visit_suite_sql(source, view: str) -> list[dict]:
     """rpu_visit on the view of one batch (a table asset of the gate's SQL datasource), through GX's SQL
     execution engine."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        batch = source.add_table_asset(f"{VISIT_SUITE}_{view}", table_name=view).add_batch_definition_whole_table(
-            "all").get_batch()
-        return validate(batch, VISIT_SUITE, None, two_pass=True)
+    return validate(table_batch(source, view), VISIT_SUITE, None, two_pass=True)
