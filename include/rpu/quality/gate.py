@@ -90,11 +90,17 @@ class _Session:
         self.stack = ExitStack()
         self.ctx = None
         self.source = None
+        self.days = None
 
     def context(self):
         if self.ctx is None:
             self.ctx = gx.context()
         return self.ctx
+
+    def day_batches(self):
+        if self.days is None:
+            self.days = gx.frame_batches(self.context(), BATCH_SUITE)
+        return self.days
 
     def sql_source(self):
         if self.source is None:
@@ -213,7 +219,7 @@ def _judge(conn, region, db_url: str, files: list[dict], session: _Session) -> d
             history = [int(r[1]) for r in conn.execute(store.query("quality_history"), dict(
                 etab=f["etab"], ordre=f["ordre"], since=since, until=min(d)))]
             runs[file_id].append(gx.pandas_run(session.context(), BATCH_SUITE, days_frame(d),
-                                               count_parameters(history, len(d))))
+                                               count_parameters(history, len(d)), session.day_batches()))
         except Exception as exc:   # the gate's own failure is a result, not a crash of the intake
             runs[file_id] = _error_runs(runs[file_id], _failed(exc, db_url, f"file #{file_id}"), file_started)
     return runs

@@ -163,12 +163,18 @@ def suite_run(suite: str, engine: str, outcomes: list[dict] | None = None, *, pa
             "results": outcomes or []}
 
 
-def pandas_run(ctx, suite: str, frame, params: dict | None = None) -> dict:
-    """One suite on a DataFrame (GX pandas engine), single pass at SUMMARY level."""
+def frame_batches(ctx, suite: str):
+    """The batch definition of in-memory DataFrames for `suite` (GX pandas engine): set up once per context and
+    reused for every DataFrame (each setup saves the context's configuration: ≈ 20 ms)."""
+    source = ctx.data_sources.add_or_update_pandas(f"rpu_memory_{suite}")
+    return source.add_dataframe_asset(suite).add_batch_definition_whole_dataframe("all")
+
+
+def pandas_run(ctx, suite: str, frame, params: dict | None = None, batches=None) -> dict:
+    """One suite on a DataFrame (GX pandas engine), single pass at SUMMARY level; `batches`: the suite's
+    `frame_batches` when already set up."""
     started = time.perf_counter()
-    source = ctx.data_sources.add_or_update_pandas("rpu_memory")
-    batch = source.add_dataframe_asset(suite).add_batch_definition_whole_dataframe("all").get_batch(
-        batch_parameters={"dataframe": frame})
+    batch = (batches or frame_batches(ctx, suite)).get_batch(batch_parameters={"dataframe": frame})
     return suite_run(suite, "pandas", validate(batch, suite, params, two_pass=False), params=params,
                       started=started)
 
