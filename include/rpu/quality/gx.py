@@ -7,6 +7,7 @@ intake DAG's modules import this one.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -317,7 +318,7 @@ def visit_suite_per_file(source, view: str, file_ids: list[int]) -> dict[int, li
                 else:   # GX's SUM(CASE …) over the domain: NULL when the domain has no row
                     columns.append(sa.case((sa.func.count().filter(rows) == 0, sa.null()),
                                            else_=sa.func.count().filter(sa.and_(rows, condition))))
-            plan.append((exp, cfg, metrics))
+            plan.append((_Kept(exp), cfg, metrics))
         file_id = sa.column(FILE_ID_COLUMN)
         query = sa.select(file_id, *columns).select_from(whole).group_by(file_id)
         counts = {int(row[0]): row[1:] for row in engine.execute_query(query).fetchall()}
@@ -333,6 +334,23 @@ def visit_suite_per_file(source, view: str, file_ids: list[int]) -> dict[int, li
                 results.append(_plain_outcome(cfg, r["success"], r.get("result"), None))
             out[int(fid)] = _in_suite_order(VISIT_SUITE, results)
     return out
+
+
+class _Kept:
+    """An expectation whose `configuration` is computed once: GX rebuilds it from the pydantic model at each access,
+    several times per `_validate` (≈ 0.4 ms each), the bulk of judging a file once its metrics are known. The
+    expectation's own methods run on this object (so they see the kept configuration); its fields and everything
+    else are the expectation's."""
+
+    def __init__(self, exp):
+        self._exp = exp
+        self.configuration = exp.configuration
+
+    def __getattr__(self, name):
+        value = getattr(type(self._exp), name, None)
+        if inspect.isfunction(value):
+            return value.__get__(self)
+        return getattr(self._exp, name)
 
 
 def _domain_filter(domain, whole):
