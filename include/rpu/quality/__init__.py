@@ -21,11 +21,12 @@ and a French `description` of the failure, used in receipts and by the watch. A 
 expectations: it changes whenever a rule does.
 
 Gate (`gate_pending`: once per intake run, after its loads — the DAG's `gate` task, `rpu ingest` after all its
-files —, over every batch still gate pending; GX set up once, each file judged on its own, in a transaction of its
-own). The batch — the visits stored from the file — is the query `quality_batch.sql`, exposed to GX as a view
-`rpu_quality.batch_<file id>` (a table asset of the gate's one SQL datasource) for the time of its judgement; GX's SQL execution engine pushes the expectations down to PostgreSQL (docs/quality.md
-has the measures behind that choice). A first pass gets every expectation's counts, a second one GX's SUMMARY
-details (unexpected values) for the failed ones only. The day counts (rpu_batch) are a few rows, validated as a
+files —, over every batch still gate pending; GX set up once, each file judged on its own, its results stored in a
+transaction of its own). The batch — the visits stored from the file — is `quality_batch_view.sql`, exposed to GX as
+a view: one for all the run's batches (`rpu_quality.run_<backend pid>`, with the file's id), on which GX's SQL
+execution engine gives every file's counts in one grouped query and its own verdict per file; and one per file with
+failures (`rpu_quality.batch_<file id>`), for GX's SUMMARY details (unexpected values) of its failed expectations
+only (docs/quality.md has the measures behind these choices). The day counts (rpu_batch) are a few rows, validated as a
 pandas DataFrame. Results go to `quality_run` / `quality_result`; a failed expectation the region lists under
 `quality: blocking:` quarantines the file (`quality_quarantine`): its visits stay stored but every export leaves
 them out until `rpu release`. FEDORU: a quality problem is never a rejection. A crash of GX is recorded as the

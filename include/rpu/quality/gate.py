@@ -1,9 +1,11 @@
 """The quality gate of the intake: once per intake run (`gate_pending`, the `gate` task of the intake DAG after its
 mapped loads; `rpu ingest FILE...` after all its files), over every accepted batch still waiting for its gate — this
 run's and those of an earlier run that stopped between a load and its gate. Great Expectations is imported once,
-with one context and one SQL datasource for the whole gate; each file is judged on its own batch (a view
-`rpu_quality.batch_<file id>`, a table asset of that datasource): both suites, results stored per file in a
-transaction of the file's own, a failed blocking expectation quarantines that file only.
+with one context and one SQL datasource for the whole gate. rpu_visit judges every file at once, on one view of all
+the run's batches (`rpu_quality.run_<backend pid>`), each file getting GX's verdict on its own metrics
+(rpu.quality.gx.visit_suite_per_file); a file with failures gets GX's second pass on its own view
+(`rpu_quality.batch_<file id>`) for their unexpected values; rpu_batch runs on each file's day counts. Results are
+stored per file in a transaction of the file's own; a failed blocking expectation quarantines that file only.
 
 Locking: the gate holds the load lock of every establishment it judges (the key rpu.loader.load_file takes), taken
 in sorted order at the start and released at the end, so that no load changes a batch while it is being judged.
