@@ -18,7 +18,13 @@ the same file, each measure in its own spawned child process (`bench/_common.run
     archive copy (under RPU_DATA_DIR, a temp dir), XSD validation, checks, COPY into the stage, replacement
     into `visit`, commit and receipt.
 
+(d) `bare_parse_s` — bare lxml `iterparse` of the same file, one dict per visit (no XSD, no checks): the floor of
+    any Python reader of it.
+(e) `gate_s` — the quality gate of the batch (c) left pending (`rpu.quality.gate.gate_pending`, Great
+    Expectations' import included), timed apart: no other figure includes it.
+
     ratio        = full_s / (parse_s + copy_s)      target ≤ 1.5
+    ratio_to_parse = full_s / bare_parse_s          target ≤ 1.5
     visits_per_s = N / full_s
     peak_rss_mb  = peak RSS (MiB) of the child running (c), read in the child at its end; (c) is run again on
                    a file of N/4 visits (its own generated file, database emptied first) → peak_rss_mb_quarter.
@@ -78,6 +84,33 @@ def measure_parse(path: Path) -> dict:
     deque(reader.visits(), maxlen=0)
     parse_s, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"parse_s": parse_s, "cpu_s": cpu, "visits_read": reader.visits_read}
+
+
+def measure_bare(path: Path) -> dict:
+    """(d) bare lxml `iterparse` + one dict per visit (no XSD, no checks): what any Python reader pays at least."""
+    from lxml import etree
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    n = 0
+    for _, el in etree.iterparse(str(path), events=("end",), tag="PATIENT"):
+        {c.tag: (c.text or "").strip() for c in el}
+        n += 1
+        el.clear()
+        while el.getprevious() is not None:
+            del el.getparent()[0]
+    return {"bare_parse_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "visits_read": n}
+
+
+def measure_gate(region, db_url: str) -> dict:
+    """(e) the quality gate of the batch (c) left pending, apart: GX's import included (a process of its own)."""
+    from rpu import store
+    from rpu.quality import gate
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    with store.connection(db_url) as conn:
+        judged = gate.gate_pending(conn, region, db_url)
+    return {"gate_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "judged": [j["status"] for j in judged]}
 
 
 class _FileSink:
@@ -230,6 +263,14 @@ def run(args, tmp: Path) -> tuple[list, dict]:
         c = measured(db, measure_full, region, db.url, path, finess)
         note(f"    full_s = {c['full_s']:.2f} ({c['status']}, {c['visits_loaded']:,} loaded)")
 
+        note("(e) quality gate of that batch, apart …")
+        e = measured(db, measure_gate, region, db.url)
+        note(f"    gate_s = {e['gate_s']:.2f} ({e['judged']})")
+
+        note("(d) bare lxml iterparse + dict per visit …")
+        d = measured(db, measure_bare, path)
+        note(f"    bare_parse_s = {d['bare_parse_s']:.2f}")
+
         db.reset()
         note("(c) full ingest_path on N/4 …")
         cq = measured(db, measure_full, region, db.url, qpath, finess)
@@ -239,6 +280,8 @@ def run(args, tmp: Path) -> tuple[list, dict]:
 
     parse_s, copy_s, full_s = a["parse_s"], b["copy_s"], c["full_s"]
     ratio = full_s / (parse_s + copy_s)
+    bare_s = d["bare_parse_s"]
+    ratio_to_parse = full_s / bare_s
     cpu_ratio = _cpu_total(c) / (_cpu_total(a) + _cpu_total(b))
     rss, rss_q = c["peak_rss_mb"], cq["peak_rss_mb"]
     rss_diff = abs(rss - rss_q) / rss_q
@@ -250,6 +293,9 @@ def run(args, tmp: Path) -> tuple[list, dict]:
         "copy_s": round(copy_s, 3),
         "full_s": round(full_s, 3),
         "ratio": round(ratio, 3),
+        "bare_parse_s": round(bare_s, 3),
+        "ratio_to_parse": round(ratio_to_parse, 3),
+        "gate_s": round(e["gate_s"], 3),
         "visits_per_s": round(n / full_s),
         "peak_rss_mb": round(rss, 1),
         "peak_rss_mb_quarter": round(rss_q, 1),
@@ -264,6 +310,7 @@ def run(args, tmp: Path) -> tuple[list, dict]:
         "cpu_ratio": round(cpu_ratio, 3) if own_server else None,
         "others_cpus": [None if r["others_cpus"] is None else round(r["others_cpus"], 2) for r in (a, b, c, cq)],
         "ratio_ok": ratio <= RATIO_TARGET,
+        "ratio_to_parse_ok": ratio_to_parse <= RATIO_TARGET,
         "rss_independent_of_n": rss_ok,
         "full_accepted": full_ok,
     }
@@ -279,6 +326,8 @@ def run(args, tmp: Path) -> tuple[list, dict]:
         ("(b) COPY alone", f"{copy_s:8.2f} s {n / copy_s:>10,.0f} visits/s   {_cpu(b)}"),
         ("    (a)+(b)", f"{parse_s + copy_s:8.2f} s"),
         ("(c) full ingest_path", f"{full_s:8.2f} s {n / full_s:>10,.0f} visits/s   {_cpu(c)}"),
+        ("(d) bare lxml iterparse", f"{bare_s:8.2f} s {n / bare_s:>10,.0f} visits/s   {_cpu(d)}"),
+        ("(e) gate of (c), apart", f"{e['gate_s']:8.2f} s  (Great Expectations' import included)   {_cpu(e)}"),
         ("(c) on N/4", f"{cq['full_s']:8.2f} s {nq / cq['full_s']:>10,.0f} visits/s   {_cpu(cq)}"),
         ("    (b) input", f"{pre['copy_bytes'] / 2**20:.0f} MiB of COPY text, {b['rows_copied']:,} rows "
                           f"(checks+render beforehand, untimed: {pre['render_s']:.2f} s)"),
@@ -289,13 +338,15 @@ def run(args, tmp: Path) -> tuple[list, dict]:
                                      "(≥ the parent's RSS at spawn on Linux: not used)"),
         None,
         ("ratio (c)/((a)+(b))", f"{ratio:.2f}   target ≤ {RATIO_TARGET}: {yes[ratio <= RATIO_TARGET]}"),
+        ("ratio_to_parse (c)/(d)", f"{ratio_to_parse:.2f}   target ≤ {RATIO_TARGET}: "
+                                   f"{yes[ratio_to_parse <= RATIO_TARGET]}"),
         ("  same ratio in CPU seconds", f"{cpu_ratio:.2f}" if own_server else "n/a (server CPU unknown with --db)"),
         ("peak RSS N vs N/4", f"{rss:.0f} vs {rss_q:.0f} MiB ({(rss - rss_q) / rss_q:+.0%})   "
                               f"target within {RSS_TOLERANCE:.0%}: {yes[rss_ok]}"),
         ("(c) outcome", f"{c['status']}, {c['visits_loaded']:,} visits loaded, {c['visits_rejected']} rejected"
                         + ("" if full_ok else f"  — NOT A VALID LOAD: {c['errors']}")),
     ]
-    busy_warning(rows, (a, b, c, cq), OTHERS_TOLERANCE)
+    busy_warning(rows, (a, b, c, d, e, cq), OTHERS_TOLERANCE)
     if limit_note:
         rows.append(("note", limit_note))
     return rows, figures

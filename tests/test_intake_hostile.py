@@ -221,14 +221,14 @@ def test_a_send_between_the_load_and_its_gate_does_not_export_the_batch(db, regi
     bad[0]["SEXE"] = "X"
     path = put(tmp_path, "f.xml", rpu_file(bad))
     in_gate, sent = threading.Event(), threading.Event()
-    real = gx.visit_suite_sql
+    real = gx.visit_suite_per_file                 # the gate judges the run's batches at once
 
     def slow_gate(*args, **kwargs):
         in_gate.set()                      # the load has committed, the gate is reading the batch…
         assert sent.wait(30)               # …while a send exports
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(gx, "visit_suite_sql", slow_gate)
+    monkeypatch.setattr(gx, "visit_suite_per_file", slow_gate)
     result = {}
     ingest = threading.Thread(target=lambda: result.update(intake.ingest_path(held, db, path, sender=ETAB)))
     ingest.start()

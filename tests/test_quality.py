@@ -269,6 +269,26 @@ def test_validate_quality_in_memory_agrees_with_the_per_visit_rules(tmp_path):
         assert (results[rule]["unexpected_count"] or 0) == report.flags.get(rule, 0), rule
 
 
+def test_validate_quality_streams_in_chunks_with_the_counts_of_the_frame_path(tmp_path):
+    """`rpu validate --quality` streams the visits into a temporary SQLite file, `chunk` rows at a time: a file of
+    several chunks gives every expectation the counts and verdict of the whole-file DataFrame path."""
+    vs = _diverse() + _crafted("COMPLETENESS_MOTIF") + _crafted("CP_FORMAT")
+    report, frame = _frame(tmp_path, vs, "big.xml")
+    assert len(frame) > 3 * 7
+    framed = {o["name"]: o for o in gx.validate_frames(frame, dict(sorted(report.per_day.items())))[0]["results"]}
+    _, runs = gx.check_file_quality(tmp_path / "big.xml", chunk=7)
+    [visit_run] = [r for r in runs if r["suite"] == expectations.VISIT_SUITE]
+    assert visit_run["engine"] == "sql"
+    streamed = {o["name"]: o for o in visit_run["results"]}
+    assert set(streamed) == set(framed) == set(VISIT_NAMES)
+    keys = ("success", "element_count", "unexpected_count", "missing_count")
+    assert {n: {k: o[k] for k in keys} for n, o in streamed.items()} == \
+        {n: {k: o[k] for k in keys} for n, o in framed.items()}
+    for n, o in streamed.items():
+        assert o["unexpected_percent"] == pytest.approx(framed[n]["unexpected_percent"]), n
+    assert any(not o["success"] for o in streamed.values())
+
+
 def test_validate_cli_adds_a_quality_section(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("RPU_REGIONS_DIR", raising=False)
     vs = _clean()
@@ -456,6 +476,7 @@ def test_a_crash_of_gx_is_recorded_and_the_load_stays(db, region, tmp_path, monk
     def boom(*a, **k):
         raise RuntimeError("GX exploded")
 
+    monkeypatch.setattr(gx, "visit_suite_per_file", boom)   # the run's batches at once, then each alone
     monkeypatch.setattr(gx, "visit_suite_sql", boom)
     r = ingest(region, db, tmp_path, _clean())
     assert r["status"] == "accepted" and q(db, "SELECT count(*) FROM visit") == [(10,)]
@@ -485,6 +506,86 @@ def test_the_gate_runs_on_a_rerun_after_a_crash_between_load_and_gate(db, region
     assert r["quality"]["status"] == "passed" and q(db, "SELECT count(*) FROM received_file") == [(1,)]
     intake.ingest_path(region, db, path, sender=ETAB, remote_path="/x/inbox/f.xml")
     assert q(db, "SELECT count(*) FROM quality_run") == [(2,)]                # once
+
+
+def test_one_gate_judges_every_pending_batch_each_on_its_own(db, region, tmp_path):
+    """Loads leave their batches gate pending (not exported); the run's one gate judges each file on its own
+    batch: a blocking failure in one file quarantines that file only."""
+    held = region.adjusted(quality={"blocking": ("SEXE_DOMAIN",)})
+    bad = _clean()
+    bad[0]["SEXE"] = "X"
+    others = {"990000135": _clean(), "990000143": _clean()}
+    r_bad = ingest(held, db, tmp_path, bad, name="bad.xml", quality_gate=False)
+    r_others = {}
+    for finess, vs in others.items():
+        path = tmp_path / f"{finess}.xml"
+        path.write_bytes(rpu_file(vs, finess=finess))
+        r_others[finess] = intake.ingest_path(held, db, path, sender=finess, quality_gate=False)
+    assert all(r["quality"] is None for r in (r_bad, *r_others.values()))
+    assert "Contrôle qualité FEDORU : en cours" in intake.receipt_text(r_bad)
+    assert q(db, "SELECT count(*) FROM received_file WHERE gate_pending") == [(3,)]
+    assert _exported(db)["oscour"] == 0 and _exported(db, "990000135")["oscour"] == 0   # not before the gate
+    judged = intake.gate_run(held, db)
+    assert sorted((j["file"], j["quality"], j["quarantined"]) for j in judged) == [
+        ("990000135.xml", "passed", False), ("990000143.xml", "passed", False), ("bad.xml", "failed", True)]
+    assert q(db, "SELECT file_id, count(*) FROM quality_run GROUP BY file_id ORDER BY 1") == [
+        (r_bad["file_id"], 2), (r_others["990000135"]["file_id"], 2), (r_others["990000143"]["file_id"], 2)]
+    assert q(db, "SELECT file_id FROM quality_quarantine") == [(r_bad["file_id"],)]
+    assert _exported(db)["oscour"] == 0
+    assert _exported(db, "990000135")["oscour"] == 10 and _exported(db, "990000143")["oscour"] == 10
+    assert q(db, "SELECT count(*) FROM received_file WHERE gate_pending") == [(0,)]
+    assert intake.gate_run(held, db) == []                                   # nothing left: no second judgement
+    assert not q(db, "SELECT viewname FROM pg_views WHERE schemaname = 'rpu_quality'")
+
+
+def test_a_run_judged_at_once_gives_what_gx_gives_on_each_batch_alone(db, region, tmp_path):
+    """gx.visit_suite_per_file (the run's batches in one grouped query, GX's verdict per file) against GX on each
+    file's batch alone, outcome by outcome (success, counts, percentages), on batches where each expectation of
+    the suite fails in turn, next to clean and diverse batches and to files whose row conditions leave no row."""
+    sets = [_crafted(n) for n in VISIT_NAMES] + [_clean(), _diverse(), [visit(MODE_SORTIE="", DESTINATION="",
+                                                                              ORIENT="")]]
+    etabs = ["990000127", "990000135", "990000143"]
+    session = gate._Session(db)
+    compared = failed = 0
+    try:
+        for start in range(0, len(sets), len(etabs)):
+            ids = []
+            for finess, vs in zip(etabs, sets[start:start + len(etabs)]):
+                path = tmp_path / f"{finess}-{start}.xml"
+                path.write_bytes(rpu_file(vs, finess=finess))
+                ids.append(intake.ingest_path(region, db, path, sender=finess, quality_gate=False)["file_id"])
+            with store.connection(db) as conn:
+                with gate._run_view(conn, ids) as view:
+                    at_once = gx.visit_suite_per_file(session.sql_source(), view, ids)
+                for fid in ids:
+                    with gate._batch_view(conn, fid) as view:
+                        alone = gx.table_batch(session.sql_source(), view).validate(
+                            gx.gx_suite(expectations.VISIT_SUITE), result_format=dict(gx.BASIC))
+                    alone = {o["name"]: o for o in map(gx._outcome, alone.results)}
+                    assert [o["name"] for o in at_once[fid]] == VISIT_NAMES
+                    for o in at_once[fid]:
+                        assert o == alone[o["name"]], (fid, o["name"])
+                        compared += 1
+                        failed += not o["success"]
+    finally:
+        session.close()
+    assert compared == len(sets) * len(VISIT_NAMES) and failed >= len(VISIT_NAMES)   # every one failed somewhere
+
+
+def test_rpu_ingest_of_several_files_runs_one_gate_after_all_of_them(db, tmp_path, capsys, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="rpu.quality.gate")
+    paths = []
+    for i, finess in enumerate(("990000127", "990000135", "990000143")):
+        paths.append(tmp_path / f"{finess}.xml")
+        paths[-1].write_bytes(rpu_file(_clean(), finess=finess))
+    assert main(["ingest", "--region", "demo", "--db", db, *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("quality gate: 3 batch(es) judged") == 1
+    gates = [r.getMessage() for r in caplog.records if r.getMessage().startswith("quality gate: ")]
+    assert len(gates) == 1 and gates[0].startswith("quality gate: 3 batch(es) judged")
+    assert q(db, "SELECT count(DISTINCT file_id), count(*) FROM quality_run") == [(3, 6)]
 
 
 def test_rejected_duplicate_and_empty_files(db, region, tmp_path):
@@ -524,6 +625,7 @@ def test_failed_since_tells_the_watch_which_files_failed(db, region, tmp_path, m
     vs[0]["SEXE"] = "X"
     bad = ingest(region.adjusted(quality={"blocking": ("SEXE_DOMAIN",)}), db, tmp_path, vs, name="bad.xml",
                  extract="03/11/2026 03:00:00")
+    monkeypatch.setattr(gx, "visit_suite_per_file", lambda *a: 1 / 0)   # at once, then each alone
     monkeypatch.setattr(gx, "visit_suite_sql", lambda *a: 1 / 0)
     crashed = ingest(region, db, tmp_path, _clean(), name="crash.xml", extract="04/11/2026 03:00:00")
     with store.connection(db) as conn:

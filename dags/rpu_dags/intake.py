@@ -20,9 +20,10 @@ Lists each establishment's SFTP inbox (`{region.intake.layout.inbox}`), skips fi
 the files in chunks of {region.intake.chunk_files} (one mapped task per chunk, named after the FINESS and file of each;
 larger chunks when a backlog would pass Airflow's `max_map_length`). Each file on its own: download (checked on
 the opened handle: never through a symlink), local archive copy, XSD and FEDORU checks, load into the regional
-database in one transaction (cancel-and-replace by day), quality gate (Great Expectations suites: results
-stored; the batch is exported only once its gate ran, and a blocking failure holds it back until
-`rpu release`), receipt in `ack/`, move to `archive/` or `rejected/`. An entry that cannot be read as a file
+database in one transaction (cancel-and-replace by day), receipt in `ack/`, move to `archive/` or `rejected/`.
+Then `gate`, once per run (even when a chunk failed): the quality gate (Great Expectations suites, imported once)
+over every batch waiting for it, each file judged on its own — results stored, receipt written again with the
+verdict; a batch is exported only once its gate ran, and a blocking failure holds it back until `rpu release`. An entry that cannot be read as a file
 (odd or over-long name, symlink, directory, over `max_file_mb`) is refused alone, with its receipt. A fault of
 ours (database, SFTP) fails the chunk after its other files and it is retried — a rerun never loads a file
 twice; a file's content never fails a task. `tidy` removes the leftovers of killed tasks from the work area
@@ -64,8 +65,19 @@ and applies the archive's retention. Connections: `{region.sftp_intake_conn_id}`
             with sftp.open_remote(region.sftp_intake_conn_id, region.sftp_connect_attempts) as remote:
                 return rpu_intake.ingest_items(region, chunk["files"], remote, db_url(region.db_conn_id))
 
+        @task(trigger_rule="all_done", pool=dagset.task_pools(region.code, dagset.INTAKE)["gate"])
+        def gate() -> list[dict]:
+            """The run's one quality gate: every batch waiting for it (this run's loads, an earlier run's left
+            pending), each judged on its own; receipts written again with the verdict."""
+            from rpu import intake as rpu_intake, sftp
+            from rpu.connections import db_url
+
+            # SFTP opened first: when it is down the task fails (and is retried) before judging anything
+            with sftp.open_remote(region.sftp_intake_conn_id, region.sftp_connect_attempts) as remote:
+                return rpu_intake.gate_run(region, db_url(region.db_conn_id), remote)
+
         tidy()
-        ingest.expand(chunk=list_new_files())
+        ingest.expand(chunk=list_new_files()) >> gate()
 
     return intake()
 

@@ -70,7 +70,7 @@ SEND_SCHEDULES = {"invs": "30 5 * * *", "ars": "0 6 * * *", "atih": ATIH_SCHEDUL
 # the key of each recipient's cron under `schedules:` of the region file
 SCHEDULE_KEYS = {"invs": "send_invs", "ars": "export_ars", "atih": "send_atih"}
 PERIOD_MARGIN_DAYS = 31   # a file replaces at most this many days beyond its visits' span (docs/intake.md)
-CHUNK_FILES = 5           # files per mapped intake task instance
+CHUNK_FILES = 20          # files per mapped intake task instance (80 establishments: 4 tasks)
 DEMO_GEO_TABLE = resources.path("data", "pmsi_geo_sample.csv")
 # Timeouts of each kind of DAG (minutes): a task running longer is failed (then retried), so that one hung SFTP
 # transfer cannot block every later run (max_active_runs=1); a whole run longer than dagrun_minutes is failed.

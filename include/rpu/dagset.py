@@ -114,7 +114,7 @@ def task_pools(code: str, kind: DagKind) -> dict[str, str]:
     """Task id → pool, for the region's DAG of this kind (a task not listed: Airflow's default_pool). The
     factories take their pools here, the DAG policy test checks them against it."""
     if kind is INTAKE:
-        return {"ingest": db_pool(code)}     # the gate task of issue 13 takes GATE_POOL
+        return {"ingest": db_pool(code), "gate": GATE_POOL}
     if kind.recipient:
         return {"plan": db_pool(code), "send": sftp_pool(kind.recipient)}
     if kind is REPRISE:

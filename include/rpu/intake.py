@@ -55,10 +55,10 @@ def archive_copy(region: Region, path: Path, owner: str, name: str, sha256: str)
 
 def ingest_path(region: Region, db_url: str, path: Path, *, sender: str | None = None, name: str | None = None,
                 remote_path: str | None = None, progress=None, quality_gate: bool = True) -> dict:
-    """Archive, check and load one local file, then run the quality gate on its batch (accepted files, in a
-    transaction of its own after the load's: rpu.quality.gate.run_gate); returns the receipt data (`receipt_data`).
-    `quality_gate=False` leaves the gate out (benchmarks measure the load alone; the batch then waits for its
-    gate and is not exported).
+    """Archive, check and load one local file, then (`quality_gate`, the default) run the quality gate on its
+    batch (accepted files, in a transaction of its own after the load's); returns the receipt data
+    (`receipt_data`). `quality_gate=False` leaves the gate out: the batch waits, gate pending and not exported,
+    for the run's one gate (`gate_run`: the intake DAG's `gate` task, `rpu ingest` after all its files).
 
     A content the database refuses is rejected (DATABASE_REFUSED), a defect of the checks on it too
     (CHECK_FAILED): a file is never retried for its content. Any other database failure raises
@@ -78,7 +78,7 @@ def ingest_path(region: Region, db_url: str, path: Path, *, sender: str | None =
                 # also after a rerun: a crash between the load's commit and the gate's leaves the gate to do;
                 # a duplicate brings the gate of its original if that one is still waiting
                 if gate.gate_needed(conn, gated):
-                    gate.run_gate(conn, region, db_url, gated)
+                    gate.gate_pending(conn, region, db_url, only=[gated])
             step = "receipt"
             return receipt_data(conn, region, file_id)
     except psycopg.Error as exc:
@@ -157,6 +157,36 @@ def receipt_data(conn, region: Region, file_id: int) -> dict:
     return out
 
 
+def gate_run(region: Region, db_url: str, remote=None) -> list[dict]:
+    """The one quality gate of an intake run (the DAG's `gate` task, `rpu ingest` after all its files): every
+    batch still waiting for its gate, this run's and an earlier run's (rpu.quality.gate.gate_pending). With
+    `remote` (the SFTP inbox server), the receipt in ack/ of each file judged that came through it is written again
+    with the gate's verdict, as soon as that file's results are stored. Returns one summary per file judged. A
+    database failure raises rpu.faults.DatabaseFault (a retry finds the files not yet judged still pending); a
+    file's content never fails the gate."""
+    out = []
+    try:
+        with store.connection(db_url) as conn:
+            def told(judged: dict) -> None:
+                r = receipt_data(conn, region, judged["file_id"])
+                out.append(summary(r))
+                if remote is None or not r["sender"]:
+                    return
+                if not store.fetch_one(conn, "received_file_remote", {"file_id": judged["file_id"]})["remote"]:
+                    return
+                try:
+                    _write_receipt(region, remote, r["sender"], r["file"], r)
+                except Exception as exc:  # noqa: BLE001 - the verdict is stored; the first receipt stays
+                    log.error("%s · %s: receipt with the quality verdict not written (%s): its first receipt "
+                              "stays", r["sender"], r["file"], type(exc).__name__)
+
+            gate.gate_pending(conn, region, db_url, on_judged=told)
+            return out
+    except psycopg.Error as exc:
+        raise faults.DatabaseFault(f"quality gate: database error {faults.describe_db_error(exc, 'quality gate')}"
+                                   ) from None
+
+
 def _fr_date(iso: str | None) -> str:
     return f"{iso[8:10]}/{iso[5:7]}/{iso[0:4]}" if iso else "…"
 
@@ -203,6 +233,9 @@ def receipt_text(r: dict) -> str:
         lines += [f"  [{w['rule']}] {w['message']}" for w in r["warnings"]]
     if r.get("quality"):
         lines += _quality_lines(r["quality"])
+    elif r["status"] == "accepted":
+        lines.append("Contrôle qualité FEDORU : en cours (cet accusé sera remplacé par un accusé complété de son "
+                     "résultat).")
     return "\n".join(lines) + "\n"
 
 
@@ -404,17 +437,19 @@ def chunk_label(items: list[dict], limit: int = 250) -> str:
     return names[0][:limit - 12] + f"… (+{len(names) - 1})"
 
 
-def ingest_items(region: Region, items: list[dict], remote, db_url: str, work_dir: Path | None = None) -> list[dict]:
+def ingest_items(region: Region, items: list[dict], remote, db_url: str, work_dir: Path | None = None, *,
+                 quality_gate: bool = False) -> list[dict]:
     """Ingest the files of one chunk, each on its own (its own transaction, receipt and failure). A fault of
     ours on one file (database or SFTP down, disk full) does not stop the others; the chunk then fails at the
-    end, naming the files left in their inbox, and Airflow retries it (the files done are no longer there)."""
+    end, naming the files left in their inbox, and Airflow retries it (the files done are no longer there).
+    The quality gate is left to the run's one gate (`gate_run`) unless `quality_gate`."""
     results, failed = [], []
     with files.WorkArea(Path(work_dir) if work_dir else work_root(region)) as work:
         for item in items:
             who = f"{item['finess']} · {item['name']}"
             log.info("%s: ingest", who)
             try:
-                results.append(ingest_remote_file(region, item, remote, db_url, work))
+                results.append(ingest_remote_file(region, item, remote, db_url, work, quality_gate=quality_gate))
             except faults.DatabaseFault as exc:
                 failed.append(who)
                 log.error("%s not processed (retried): %s", who, exc)
@@ -467,9 +502,11 @@ def _skipped(item: dict, reason: str) -> dict:
     return {"file": item["name"], "sender": item["finess"], "status": "skipped", "reason": reason}
 
 
-def ingest_remote_file(region: Region, item: dict, remote, db_url: str, work=None) -> dict:
+def ingest_remote_file(region: Region, item: dict, remote, db_url: str, work=None, *,
+                       quality_gate: bool = False) -> dict:
     """Download one inbox file, ingest it, then write the receipt in ack/ and move the file out of inbox/;
-    or refuse the entry (see `refuse_entry`). Returns the summary told to the task log and XCom."""
+    or refuse the entry (see `refuse_entry`). Returns the summary told to the task log and XCom. The batch waits
+    for the run's one gate (`gate_run`, which writes the receipt again with its verdict) unless `quality_gate`."""
     finess, name, path = item["finess"], item["name"], _remote_path(item)
     with entry_lock(db_url, item["path"]) as conn:
         if conn is None:
@@ -495,7 +532,8 @@ def ingest_remote_file(region: Region, item: dict, remote, db_url: str, work=Non
                 except EntryChanged:
                     log.info("%s · %s changed while being read: left for the next run", finess, name)
                     return _skipped(item, "changed")
-                r = ingest_path(region, db_url, local, sender=finess, name=name, remote_path=item["path"])
+                r = ingest_path(region, db_url, local, sender=finess, name=name, remote_path=item["path"],
+                                quality_gate=quality_gate)
             finally:
                 local.unlink(missing_ok=True)
         _deliver(region, remote, item, r, conn)
@@ -526,10 +564,7 @@ def _deliver(region: Region, remote, item: dict, r: dict, conn) -> None:
     """After the commit only: receipt first, then the move (a rerun redoes both, never the load), then the
     record that the delivery is done."""
     finess, name = item["finess"], item["name"]
-    ack_dir = region.remote_dir("ack", finess)
-    remote.put_bytes(posixpath.join(ack_dir, f"{name}.ack.txt"), receipt_text(r).encode("utf-8"))
-    remote.put_bytes(posixpath.join(ack_dir, f"{name}.ack.json"),
-                     json.dumps(r, ensure_ascii=False, indent=1).encode("utf-8"))
+    _write_receipt(region, remote, finess, name, r)
     dest = region.remote_dir("rejected" if r["status"] == "rejected" else "archive", finess)
     moved_to = remote.move_into(_remote_path(item), dest, name)
     try:
@@ -539,3 +574,11 @@ def _deliver(region: Region, remote, item: dict, r: dict, conn) -> None:
         log.error("%s · %s delivered to %s, but not recorded as such: %s", finess, name, moved_to,
                   faults.describe_db_error(exc, "delivery"))
     log.info("%s · %s → %s", finess, name, moved_to)
+
+
+def _write_receipt(region: Region, remote, finess: str, name: str, r: dict) -> None:
+    """The receipt of a file in its establishment's ack/ (text and JSON), written whole or replaced."""
+    ack_dir = region.remote_dir("ack", finess)
+    remote.put_bytes(posixpath.join(ack_dir, f"{name}.ack.txt"), receipt_text(r).encode("utf-8"))
+    remote.put_bytes(posixpath.join(ack_dir, f"{name}.ack.json"),
+                     json.dumps(r, ensure_ascii=False, indent=1).encode("utf-8"))

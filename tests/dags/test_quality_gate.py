@@ -103,6 +103,7 @@ def test_a_crash_of_the_gate_keeps_the_load_and_still_sends_the_receipt(intake_e
     def boom(*args, **kwargs):
         raise RuntimeError("GX exploded")
 
+    monkeypatch.setattr(gx, "visit_suite_per_file", boom)   # the run's batches at once, then each alone
     monkeypatch.setattr(gx, "visit_suite_sql", boom)
     env = intake_env
     env.drop(GOOD, "RPU_1.xml", rpu_file(_visits(4), finess=GOOD))
@@ -117,7 +118,7 @@ def test_a_crash_of_the_gate_keeps_the_load_and_still_sends_the_receipt(intake_e
 
 
 @pytest.mark.parametrize("blocking", [[], ["COMPLETENESS_DP"]])
-def test_the_gate_runs_in_the_ingest_task_with_analytics_off(intake_env, blocking):
+def test_the_gate_runs_in_the_gate_task_with_analytics_off(intake_env, blocking):
     import os
 
     env = intake_env
@@ -128,3 +129,45 @@ def test_the_gate_runs_in_the_ingest_task_with_analytics_off(intake_env, blockin
     [(status, held)] = env.sql("SELECT r.status, EXISTS (SELECT 1 FROM quality_quarantine q WHERE q.file_id = "
                                "r.file_id) FROM quality_run r WHERE r.suite = 'rpu_visit'")
     assert status == "failed" and held is bool(blocking)
+
+
+def _tis(run) -> list[tuple]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [(ti.task_id, ti.map_index, ti.state) for ti in session.query(TaskInstance).filter(
+            TaskInstance.run_id == run.run_id, TaskInstance.dag_id == run.dag_id)]
+
+
+def test_one_gate_task_after_the_chunks_judges_this_run_and_a_crashed_runs_batches(intake_env, tmp_path):
+    """Chunks of 2 files: ceil(5 / 2) mapped loads, then one `gate` task judging every pending batch — the run's
+    five and the one an earlier run left pending (loaded, then stopped before its gate), each on its own."""
+    from rpu import intake
+
+    env = intake_env
+    write_region(env.region_dir, intake={"chunk_files": 2}, quality={"blocking": ["SEXE_DOMAIN"]})
+    region = env.region()
+    left = tmp_path / "left.xml"
+    left.write_bytes(rpu_file(_visits(3), finess=OTHER, extract="05/11/2026 03:00:00"))
+    crashed = intake.ingest_path(region, env.db_url, left, sender=OTHER, quality_gate=False)
+    assert crashed["quality"] is None and _exported(env, OTHER) == 0       # pending: not exported
+    env.drop(GOOD, "RPU_bad.xml", rpu_file(_bad(), finess=GOOD))
+    for i in range(4):
+        env.drop(OTHER, f"RPU_{i}.xml", rpu_file(_visits(5), finess=OTHER, extract=f"0{i + 1}/11/2026 03:00:00"))
+    run = env.dag("demo_intake").test()
+    assert run.state == "success"
+
+    tis = _tis(run)
+    assert sorted(m for t, m, _ in tis if t == "ingest") == [0, 1, 2]                # ceil(5 / 2) mapped loads
+    assert [(m, st) for t, m, st in tis if t == "gate"] == [(-1, "success")]          # one gate
+    per_file = env.sql("SELECT f.file_name, count(*) FROM quality_run r JOIN received_file f ON f.id = r.file_id "
+                       "GROUP BY 1 ORDER BY 1")
+    assert per_file == [("RPU_0.xml", 2), ("RPU_1.xml", 2), ("RPU_2.xml", 2), ("RPU_3.xml", 2),
+                        ("RPU_bad.xml", 2), ("left.xml", 2)]
+    assert env.sql("SELECT f.file_name FROM quality_quarantine q JOIN received_file f ON f.id = q.file_id") == [
+        ("RPU_bad.xml",)]                                                            # that file only
+    assert env.sql("SELECT count(*) FROM received_file WHERE gate_pending") == [(0,)]
+    text, data = _receipt(env, GOOD, "RPU_bad.xml")                                 # written again by the gate
+    assert "LOT EN QUARANTAINE (SEXE_DOMAIN)" in text and data["quality"]["quarantined"]
+    assert "en cours" not in _receipt(env, OTHER, "RPU_0.xml")[0]

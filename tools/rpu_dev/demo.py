@@ -709,7 +709,8 @@ class Demo:
             raise DemoError(f"cannot list the runs of {DAG_ID}: HTTP {status} {body}")
         return body.get("dag_runs", [])
 
-    def files_ingested_by(self, run_id: str) -> int:
+    def chunks_ingested_by(self, run_id: str) -> int:
+        """The run's mapped `ingest` task instances that succeeded (each a chunk of files)."""
         status, body = self.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?task_id=ingest&limit=1000")
         if status != 200 or not isinstance(body, dict):
             return 0
@@ -749,7 +750,8 @@ class Demo:
             rid = r["dag_run_id"]
             why = ("triggered by the demo" if rid in self.run_ids else
                    f"the scheduler's own run: once unpaused, the DAG runs on '{self.region.intake.schedule}'")
-            say(f"      {rid:42} {r.get('state') or '?':8} {self.files_ingested_by(rid):4d} file(s) ingested  ({why})")
+            say(f"      {rid:42} {r.get('state') or '?':8} {self.chunks_ingested_by(rid):4d} chunk(s) of up to "
+                f"{self.region.intake.chunk_files} files ingested  ({why})")
 
     def wait_run(self, run_id: str, deadline: float) -> None:
         """Wait until our run has finished and the inboxes are empty (or no run is left to empty them).

@@ -94,8 +94,10 @@ def cmd_ingest(args) -> int:
     db = region_db(args, region)
     worst = 0
     for f in args.files:
+        # the gate is left to the one run after all the files (Great Expectations set up once)
         with tqdm(desc=Path(f).name, unit=" visits", unit_scale=True, disable=None, file=sys.stderr) as bar:
-            r = intake.ingest_path(region, db, Path(f), sender=args.sender, progress=bar.update)
+            r = intake.ingest_path(region, db, Path(f), sender=args.sender, progress=bar.update,
+                                   quality_gate=False)
         print(f"{f}: {r['status']} — {r['visits_loaded']} visits loaded, {r['visits_rejected']} rejected, "
               f"{r['visits_flagged']} flagged" + (f", days kept newer: {len(r['days_kept_newer'])}"
                                                    if r["days_kept_newer"] else ""), flush=True)
@@ -103,6 +105,8 @@ def cmd_ingest(args) -> int:
             print(f"  [{e['rule']}] line {e.get('line')}, visit {e.get('visit')}: {e['message']}")
         if r["status"] == "rejected":
             worst = 1
+    judged = intake.gate_run(region, db)
+    print(f"quality gate: {len(judged)} batch(es) judged" + "".join(
+        f"\n  {j['file']}: {j['quality']}" + (" — QUARANTINED" if j["quarantined"] else "") for j in judged),
+        flush=True)
     return worst
-
-

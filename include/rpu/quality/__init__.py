@@ -20,18 +20,21 @@ per-visit rule's name when there is one: `SEXE_DOMAIN`, `DP_FORMAT`…, else `CO
 and a French `description` of the failure, used in receipts and by the watch. A suite's version is a hash of its
 expectations: it changes whenever a rule does.
 
-Gate (`run_gate`, called by rpu.intake after an accepted load, in its own transaction). The batch — the visits
-stored from the file — is the query `quality_batch.sql`, exposed to GX as a view `rpu_quality.batch_<file id>`
-for the time of the gate; GX's SQL execution engine pushes the expectations down to PostgreSQL (docs/quality.md
-has the measures behind that choice). A first pass gets every expectation's counts, a second one GX's SUMMARY
-details (unexpected values) for the failed ones only. The day counts (rpu_batch) are a few rows, validated as a
+Gate (`gate_pending`: once per intake run, after its loads — the DAG's `gate` task, `rpu ingest` after all its
+files —, over every batch still gate pending; GX set up once, each file judged on its own, its results stored in a
+transaction of its own). The batch — the visits stored from the file — is `quality_batch_view.sql`, exposed to GX as
+a view: one for all the run's batches (`rpu_quality.run_<backend pid>`, with the file's id), on which GX's SQL
+execution engine gives every file's counts in one grouped query and its own verdict per file; and one per file with
+failures (`rpu_quality.batch_<file id>`), for GX's SUMMARY details (unexpected values) of its failed expectations
+only (docs/quality.md has the measures behind these choices). The day counts (rpu_batch) are a few rows, validated as a
 pandas DataFrame. Results go to `quality_run` / `quality_result`; a failed expectation the region lists under
 `quality: blocking:` quarantines the file (`quality_quarantine`): its visits stay stored but every export leaves
 them out until `rpu release`. FEDORU: a quality problem is never a rejection. A crash of GX is recorded as the
 gate's own failure (status `error`); the load stays.
 
-`rpu validate --quality FILE` runs the same suites on the file in memory (GX pandas engine, a DataFrame built
-from the checked rows with exactly the columns of quality_batch.sql: `batch_values`).
+`rpu validate --quality FILE` runs the same suites without a database server, in bounded memory: the checked rows'
+columns (exactly those of quality_batch.sql: `batch_values`) stream into a temporary SQLite file, on which GX's SQL
+engine runs rpu_visit.
 
 Great Expectations (and pandas) are imported inside functions only: GX's import alone takes seconds.
 """

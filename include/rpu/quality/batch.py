@@ -69,10 +69,49 @@ class FrameSink:
         return df
 
 
-def batch_view_sql(name: str, file_id: int) -> str:
-    """quality_batch_view.sql / quality_batch_drop.sql for one file (a view has no parameters: the id, an
-    integer, is written into the text)."""
-    return store.query(name).replace("{file_id}", str(int(file_id)))
+class SqliteSink:
+    """rpu.checks.VisitSink writing the batch columns of every accepted visit into the table `batch` of a SQLite
+    database, `chunk` rows at a time (`rpu validate --quality`: memory bounded whatever the file's size)."""
+
+    def __init__(self, db, chunk: int):
+        self.db = db
+        self.chunk = chunk
+        self.rows: list[tuple] = []
+        types = {c: ("REAL" if c in NUMERIC_COLUMNS else "TEXT") for c in BATCH_COLUMNS}
+        db.execute(f"CREATE TABLE batch ({', '.join(f'{c} {t}' for c, t in types.items())})")
+        self.insert = f"INSERT INTO batch VALUES ({', '.join('?' * len(BATCH_COLUMNS))})"
+
+    def visit(self, row: tuple) -> None:
+        self.rows.append(batch_values(row))
+        if len(self.rows) >= self.chunk:
+            self.flush()
+
+    def rejected(self, raw, problem) -> None:
+        pass
+
+    def flush(self) -> None:
+        if self.rows:
+            self.db.executemany(self.insert, self.rows)
+            self.rows.clear()
+        self.db.commit()
+
+
+FILE_ID_COLUMN = "rpu_file_id"  # the first column of a run's view (the file each visit came from)
+
+
+def batch_view_sql(name: str, file_ids: list[int], view: str | None = None) -> str:
+    """quality_batch_view.sql / quality_batch_drop.sql: the view `batch_<file id>` of one file's batch (the
+    columns BATCH_COLUMNS), or with `view` (a run's, `run_<backend pid>`) the batches of several files with the
+    file's id first (FILE_ID_COLUMN). A view has no parameters: the ids, integers, are written into the text."""
+    ids = [int(i) for i in file_ids]
+    if view is None:
+        (one,) = ids
+        view = f"batch_{one}"
+    if not view.replace("_", "").isalnum():
+        raise ValueError(f"view name {view!r}")
+    return (store.query(name).replace("{view}", view)
+            .replace("{file_id_column}", "" if view.startswith("batch_") else f"v.file_id AS {FILE_ID_COLUMN}, ")
+            .replace("{file_ids}", ", ".join(map(str, ids))))
 
 
 def fedoru_baseline(history: list[int]) -> tuple[float, float] | None:

@@ -1,11 +1,22 @@
-"""The quality gate of the intake (`run_gate`, called by rpu.intake after an accepted load, in its own
-transaction): both suites on the batch, results stored, a failed blocking expectation quarantines the file.
+"""The quality gate of the intake: once per intake run (`gate_pending`, the `gate` task of the intake DAG after its
+mapped loads; `rpu ingest FILE...` after all its files), over every accepted batch still waiting for its gate — this
+run's and those of an earlier run that stopped between a load and its gate. Great Expectations is imported once,
+with one context and one SQL datasource for the whole gate. rpu_visit judges every file at once, on one view of all
+the run's batches (`rpu_quality.run_<backend pid>`), each file getting GX's verdict on its own metrics
+(rpu.quality.gx.visit_suite_per_file); a file with failures gets GX's second pass on its own view
+(`rpu_quality.batch_<file id>`) for their unexpected values; rpu_batch runs on each file's day counts. Results are
+stored per file in a transaction of the file's own; a failed blocking expectation quarantines that file only.
+
+Locking: the gate holds the load lock of every establishment it judges (the key rpu.loader.load_file takes), taken
+in sorted order at the start and released at the end, so that no load changes a batch while it is being judged.
+Loads of other establishments go on; a file loaded meanwhile for a locked establishment waits for the gate's end
+(a few seconds) and is judged by the next one.
 """
 from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
 from rpu import faults, store
@@ -35,62 +46,207 @@ def _establishment_lock(conn, etab: str):
         conn.execute(store.query("quality_unlock"), {"etab": etab})
 
 
-@contextmanager
-def _batch_view(conn, file_id: int):
-    """The view GX reads (rpu_quality.batch_<file id>), committed for its connections, dropped afterwards."""
+def _drop_leftover_views(conn) -> None:
     from psycopg import sql
 
     for (name,) in conn.execute(store.query("quality_leftover_views")).fetchall():
         conn.execute(sql.SQL("DROP VIEW IF EXISTS rpu_quality.{}").format(sql.Identifier(name)))
-    conn.execute(batch_view_sql("quality_batch_view", file_id))
+
+
+@contextmanager
+def _batch_view(conn, file_id: int):
+    """The view GX reads for one file (rpu_quality.batch_<file id>), committed for its connections, dropped
+    afterwards."""
+    _drop_leftover_views(conn)
+    conn.execute(batch_view_sql("quality_batch_view", [file_id]))
     try:
         yield f"batch_{int(file_id)}"
     finally:
-        conn.execute(batch_view_sql("quality_batch_drop", file_id))
+        conn.execute(batch_view_sql("quality_batch_drop", [file_id]))
+
+
+@contextmanager
+def _run_view(conn, file_ids: list[int]):
+    """The view of a whole gate's batches (rpu_quality.run_<backend pid>: the visits of every file judged, with
+    the file's id), committed for GX's connections, dropped afterwards (a crashed gate's: by the next one)."""
+    _drop_leftover_views(conn)
+    view = f"run_{int(conn.info.backend_pid)}"
+    conn.execute(batch_view_sql("quality_batch_view", file_ids, view))
+    try:
+        yield view
+    finally:
+        conn.execute(batch_view_sql("quality_batch_drop", [], view))
+
+
+def pending_files(conn) -> list[dict]:
+    """The accepted files whose batch waits for its gate, oldest first ({id, status, etab, ordre})."""
+    return store.fetch_all(conn, "quality_pending", {})
+
+
+class _Session:
+    """What a gate sets up once for all its batches, on first need: GX (imported once), one ephemeral context,
+    one SQL datasource on the regional database."""
+
+    def __init__(self, db_url: str):
+        self.db_url = db_url
+        self.stack = ExitStack()
+        self.ctx = None
+        self.source = None
+        self.days = None
+
+    def context(self):
+        if self.ctx is None:
+            self.ctx = gx.context()
+        return self.ctx
+
+    def day_batches(self):
+        if self.days is None:
+            self.days = gx.frame_batches(self.context(), BATCH_SUITE)
+        return self.days
+
+    def sql_source(self):
+        if self.source is None:
+            self.source = self.stack.enter_context(gx.sql_source(self.context(), self.db_url))
+        return self.source
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def gate_pending(conn, region, db_url: str, *, only=None, on_judged=None) -> list[dict]:
+    """Run the gate over every batch waiting for it (or, `only`, those of these file ids): GX set up once, the
+    visits of all of them judged in one pass per file (`_judge`), each file's results stored in a transaction of
+    its own; returns one {file_id, status, quarantined} per file judged, in order (also handed to `on_judged` as
+    soon as that file's results are stored: the intake writes its receipt again). A failure of GX, of a query of
+    the gate or of the configuration is recorded as the gate's error of the files it concerns (status `error`,
+    with the reason), not raised; only a failure to store results (the database gone) propagates — the next gate
+    finds the files still pending and judges them."""
+    wanted = None if only is None else {int(i) for i in only}
+    candidates = [f for f in pending_files(conn) if wanted is None or f["id"] in wanted]
+    if not candidates:
+        return []
+    started = time.perf_counter()
+    etabs = sorted({f["etab"] for f in candidates})
+    out = []
+    with _establishment_locks(conn, etabs):
+        # under the locks: the pending files of these establishments as they are now (none changes until the end)
+        files = [f for f in pending_files(conn) if f["etab"] in etabs and (wanted is None or f["id"] in wanted)]
+        session = _Session(db_url)
+        try:
+            runs = _judge(conn, region, db_url, files, session)
+        finally:
+            session.close()
+        for f in files:
+            out.append(_store(conn, region, f, runs[f["id"]]))
+            if on_judged is not None:
+                on_judged(out[-1])
+    log.info("quality gate: %d batch(es) judged in %.1f s%s", len(out), time.perf_counter() - started,
+             "".join(f"; file #{r['file_id']} quarantined" for r in out if r["quarantined"]))
+    return out
 
 
 def run_gate(conn, region, db_url: str, file_id: int) -> dict:
-    """Validate the batch of an accepted, loaded file, store the results, quarantine it when a blocking
-    expectation fails; returns `file_quality(conn, file_id)`. A failure of GX, of a query of the gate or of the
-    configuration is recorded as the gate's own error (status `error`, with the reason), not raised: the load
-    stays committed and the receipt goes. (Only a failure to store the results propagates: the task's retry finds
-    the file without results and runs its gate again.) With blocking expectations configured, a batch the gate
-    could not judge is quarantined too."""
+    """The gate of one accepted file (judged again even when it ran before); returns `file_quality(conn, file_id)`."""
     f = store.fetch_one(conn, "quality_file", {"file_id": file_id})
     if f is None or f["status"] != "accepted":
         raise ValueError(f"file #{file_id} is not an accepted file")
-    blocking = set(region.quality.blocking)
-    runs: list[dict] = []
-    started = time.perf_counter()
+    session = _Session(db_url)
     try:
-        problems = blocking_problems(sorted(blocking))
+        with _establishment_lock(conn, f["etab"]):
+            _store(conn, region, f, _judge(conn, region, db_url, [f], session)[f["id"]])
+    finally:
+        session.close()
+    return file_quality(conn, file_id, region.tz)
+
+
+@contextmanager
+def _establishment_locks(conn, etabs: list[str]):
+    """The load locks of several establishments, taken in sorted order (two gates never wait for each other
+    crosswise), released at the end."""
+    with ExitStack() as stack:
+        for etab in sorted(set(etabs)):
+            stack.enter_context(_establishment_lock(conn, etab))
+        yield
+
+
+def _judge(conn, region, db_url: str, files: list[dict], session: _Session) -> dict[int, list[dict]]:
+    """The suite runs of each file ({file id: runs}), the establishments' locks held by the caller: rpu_visit on
+    the view of all the files' batches at once, judged per file (gx.visit_suite_per_file), a second GX pass for
+    the unexpected values of a file's failed expectations only; rpu_batch (a few day counts, with the file's
+    own parameters from its establishment's history) on each file. A gate failure is each file's error; if the
+    run's view cannot be judged at once, each batch is judged alone (as GX would) and told in the log."""
+    started = time.perf_counter()
+    runs: dict[int, list[dict]] = {f["id"]: [] for f in files}
+    visits: dict[int, list[dict]] = {}
+    todo: list[dict] = []
+    try:
+        problems = blocking_problems(sorted(set(region.quality.blocking)))
         if problems:
             raise QualityError("; ".join(problems))
-        with _establishment_lock(conn, f["etab"]):
-            days = {r[0]: int(r[1]) for r in conn.execute(store.query("quality_days"), {"file_id": file_id})}
-            if not days or sum(days.values()) == 0:
-                runs = [gx.suite_run(s, "sql", status="skipped", error="lot vide : aucun passage enregistré",
-                                   started=started) for s in SUITES]
+        days = {f["id"]: {r[0]: int(r[1]) for r in conn.execute(store.query("quality_days"), {"file_id": f["id"]})}
+                for f in files}
+        for f in files:
+            if not days[f["id"]] or sum(days[f["id"]].values()) == 0:
+                runs[f["id"]] = [gx.suite_run(s, "sql", status="skipped", error="lot vide : aucun passage enregistré",
+                                              started=started) for s in SUITES]
             else:
-                if store.fetch_one(conn, "quality_analyze_needed", {"rows": sum(days.values())})["needed"]:
-                    conn.execute(store.query("quality_analyze"))
-                since = min(days) - timedelta(weeks=region.watch.history_weeks)
-                history = [int(r[1]) for r in conn.execute(store.query("quality_history"), dict(
-                    etab=f["etab"], ordre=f["ordre"], since=since, until=min(days)))]
-                ctx = gx.context()
+                todo.append(f)
+        if todo and store.fetch_one(conn, "quality_analyze_needed",
+                                    {"rows": sum(sum(days[f["id"]].values()) for f in todo)})["needed"]:
+            conn.execute(store.query("quality_analyze"))
+    except Exception as exc:   # the configuration, or the gate's first queries: every file's error
+        message = _failed(exc, db_url, "the run")
+        return {f["id"]: _error_runs([], message, started) for f in files}
+    if todo:
+        try:
+            with _run_view(conn, [f["id"] for f in todo]) as view:
+                visits = gx.visit_suite_per_file(session.sql_source(), view, [f["id"] for f in todo])
+        except Exception as exc:   # noqa: BLE001 - judged one batch at a time instead, each with its own outcome
+            log.warning("quality gate: the %d batch(es) of the run not judged at once (%s): one at a time",
+                        len(todo), _safe_message(exc, db_url))
+            visits = {}
+    for f in todo:
+        file_id, file_started = f["id"], time.perf_counter()
+        try:
+            outcomes = visits.get(file_id)
+            if outcomes is None or gx.needs_details(outcomes):   # GX on this file's batch alone
                 with _batch_view(conn, file_id) as view:
-                    runs.append(gx.suite_run(VISIT_SUITE, "sql", gx.visit_suite_sql(ctx, db_url, view),
-                                           started=started))
-                runs.append(gx.pandas_run(ctx, BATCH_SUITE, days_frame(days), count_parameters(history, len(days))))
-    except Exception as exc:   # the gate's own failure is a result, not a crash of the intake
-        message = _safe_message(exc, db_url)
-        if faults.db_error(exc) is not None:   # its text may quote a visit's value: SQLSTATE and place only
-            log.error("quality gate of file #%s failed: %s", file_id, message)
-        else:
-            log.exception("quality gate of file #%s failed", file_id)
-        done = {r["suite"] for r in runs}
-        runs += [gx.suite_run(s, "sql" if s == VISIT_SUITE else "pandas", error=message, status="error",
-                            started=started) for s in SUITES if s not in done]
+                    if outcomes is None:
+                        outcomes = gx.visit_suite_sql(session.sql_source(), view)
+                    else:
+                        gx.add_details(gx.table_batch(session.sql_source(), view), VISIT_SUITE, None, outcomes)
+            runs[file_id].append(gx.suite_run(VISIT_SUITE, "sql", outcomes, started=file_started))
+            d = days[file_id]
+            since = min(d) - timedelta(weeks=region.watch.history_weeks)
+            history = [int(r[1]) for r in conn.execute(store.query("quality_history"), dict(
+                etab=f["etab"], ordre=f["ordre"], since=since, until=min(d)))]
+            runs[file_id].append(gx.pandas_run(session.context(), BATCH_SUITE, days_frame(d),
+                                               count_parameters(history, len(d)), session.day_batches()))
+        except Exception as exc:   # the gate's own failure is a result, not a crash of the intake
+            runs[file_id] = _error_runs(runs[file_id], _failed(exc, db_url, f"file #{file_id}"), file_started)
+    return runs
+
+
+def _failed(exc: BaseException, db_url: str, what: str) -> str:
+    message = _safe_message(exc, db_url)
+    if faults.db_error(exc) is not None:   # its text may quote a visit's value: SQLSTATE and place only
+        log.error("quality gate of %s failed: %s", what, message)
+    else:
+        log.exception("quality gate of %s failed", what)
+    return message
+
+
+def _error_runs(runs: list[dict], message: str, started: float) -> list[dict]:
+    done = {r["suite"] for r in runs}
+    return runs + [gx.suite_run(s, "sql" if s == VISIT_SUITE else "pandas", error=message, status="error",
+                                started=started) for s in SUITES if s not in done]
+
+
+def _store(conn, region, f: dict, runs: list[dict]) -> dict:
+    """Store one file's suite runs (and its quarantine when a blocking expectation failed or the gate could not
+    judge it), in one transaction; its gate is then done."""
+    file_id = f["id"]
+    blocking = set(region.quality.blocking)
     held = sorted({o["name"] for r in runs for o in r["results"] if not o["success"] and o["name"] in blocking})
     if blocking and any(r["status"] == "error" for r in runs):
         held.append("GATE_ERROR")
@@ -100,20 +256,21 @@ def run_gate(conn, region, db_url: str, file_id: int) -> dict:
                 file_id=file_id, suite=r["suite"], version=r["version"], status=r["status"], engine=r["engine"],
                 error=r["error"], parameters=_json(r["parameters"]), statistics=_json(r["statistics"]),
                 duration_s=r["duration_s"])).fetchone()[0]
-            for o in r["results"]:
-                conn.execute(store.query("quality_result_insert"), dict(
+            with conn.cursor() as cur:
+                cur.executemany(store.query("quality_result_insert"), [dict(
                     run_id=run_id, expectation=o["name"], type=o["type"], column_name=o["column"],
                     success=o["success"], blocking=o["name"] in blocking, element_count=o["element_count"],
                     unexpected_count=o["unexpected_count"], unexpected_percent=o["unexpected_percent"],
                     missing_count=o["missing_count"], observed_value=_json(o["observed_value"]),
-                    details=_json(o["details"]), error=o["error"]))
+                    details=_json(o["details"]), error=o["error"]) for o in r["results"]])
         if held:
             conn.execute(store.query("quality_quarantine_insert"), {"file_id": file_id, "expectations": held})
         conn.execute(store.query("quality_gate_done"), {"file_id": file_id})
-    log.info("quality gate of file #%s: %s%s in %.1f s", file_id,
+    log.info("quality gate of file #%s: %s%s", file_id,
              ", ".join(f"{r['suite']} {r['status']}" for r in runs), f", quarantined ({', '.join(held)})"
-             if held else "", time.perf_counter() - started)
-    return file_quality(conn, file_id, region.tz)
+             if held else "")
+    status = next(s for s in ("error", "failed", "skipped", "passed") if s in {r["status"] for r in runs})
+    return {"file_id": file_id, "status": status, "quarantined": bool(held)}
 
 
 def _json(v):

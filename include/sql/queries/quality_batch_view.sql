@@ -9,9 +9,12 @@
 --   dp, da                CIM-10 as checked: upper case, no dot, no space; da and actes: the codes joined with
 --                         chr(1), NULL when there is none
 --   duree_min             SORTIE − ENTREE in minutes
--- {file_id} is an integer written into the text by rpu.quality (a view has no parameters).
-CREATE OR REPLACE VIEW rpu_quality.batch_{file_id} AS
-SELECT v.cp, v.commune,
+-- The same view serves the gate of a whole intake run (rpu_quality.run_<backend pid>: the batches of every file the
+-- gate judges, with the file's id first, as rpu_file_id) and the look at one file's batch (rpu_quality.batch_<file
+-- id>, without it). {view}, {file_id_column} and {file_ids} (integers) are written into the text by
+-- rpu.quality.batch.batch_view_sql: a view has no parameters.
+CREATE OR REPLACE VIEW rpu_quality.{view} AS
+SELECT {file_id_column}v.cp, v.commune,
        coalesce(v.naissance::text, v.raw_invalid ->> 'NAISSANCE') AS naissance,
        v.raw_invalid ->> 'NAISSANCE' AS naissance_invalid,
        CASE WHEN v.naissance > v.entry_date THEN -1
@@ -28,4 +31,4 @@ SELECT v.cp, v.commune,
        v.mode_sortie, v.destination, v.mode_sortie || '/' || v.destination AS mode_sortie_destination,
        v.orient, v.mode_sortie || '/' || v.orient AS mode_sortie_orient
 FROM visit v
-WHERE v.file_id = {file_id};
+WHERE v.file_id = ANY (ARRAY[{file_ids}]::bigint[]);
