@@ -124,7 +124,9 @@ class Env:
 
 
 def _password(out: str, code: str) -> str:
-    [pw] = re.findall(rf"postgres://rpu_{code}:([A-Za-z0-9_\-]+)@", out)
+    """The new role's password, printed once on its own line — never inside a command to paste."""
+    [pw] = re.findall(rf"password of role rpu_{code} \(shown once[^)]*\): (\S+)", out)
+    assert f"postgres://rpu_{code}:<password>@" in out and f"rpu_{code}:{pw}@" not in out
     return pw
 
 

@@ -274,8 +274,10 @@ def _region_add(args, run: _Run) -> int:
     for s in rest:
         out.append(f"  {s.command()}" + (f"    # {s.note}" if s.note else ""))
     if password and not args.create_connections:
-        out.append(f"  (the password of role rpu_{code} is in the command above, shown this once: "
-                   "it is stored nowhere)")
+        out.append(f"  password of role rpu_{code} (shown once, stored nowhere else): {password}")
+        out.append("  (put it in place of <password> in the Airflow UI, Admin → Connections, or rerun with "
+                   "--create-connections, which imports the connection from a file only you can read: typed on a "
+                   "command line, a password stays in the shell's history and shows in `ps`)")
     out.append("")
     out.append("Next: create the intake accounts (one per establishment, chrooted to its directory; the "
                "concentrator's, seeing the whole tree), then `rpu roles sync` (role ARS_" + code + ", who may trigger "

@@ -25,9 +25,13 @@ class ConnSpec:
     complete: bool          # no placeholder left: may be created as is
     note: str = ""
     replace: bool = False   # exists with an outdated secret (password rotated)
+    secret: str | None = None   # the password inside `uri` (as written there): never printed in a command
 
     def command(self) -> str:
-        return f"airflow connections add {self.conn_id} --conn-uri {shlex.quote(self.uri)}"
+        """The command to create it by hand, the password as `<password>`: a password typed on a command line
+        stays in the shell's history and shows in `ps` (`--create-connections` imports it from a 0600 file)."""
+        uri = self.uri.replace(self.secret, "<password>") if self.secret else self.uri
+        return f"airflow connections add {self.conn_id} --conn-uri {shlex.quote(uri)}"
 
 
 def _sftp_uri(host: str, port: int | str, host_key: str | None) -> str:
@@ -42,7 +46,8 @@ def connection_specs(region: Region, *, db_host: str | None, password: str | Non
                       f"postgres://{name}:{quote(password, safe='') if password else '<password>'}@"
                       f"{db_host or '<host>:5432'}/{name}",
                       complete=bool(password and db_host), replace=rotated,
-                      note="" if password else "password of the role: unchanged (--rotate-password sets a new one)")]
+                      note="" if password else "password of the role: unchanged (--rotate-password sets a new one)",
+                      secret=quote(password, safe="") if password else None)]
     if sftp:
         specs.append(ConnSpec(region.sftp_intake_conn_id, _sftp_uri(sftp.host, sftp.port, sftp.host_key), False,
                               note="the concentrator's account on the intake server (sees every establishment's tree "
