@@ -34,18 +34,41 @@ class ParserStopped(RuntimeError):
     """The forked parser died (killed, out of memory): a fault of ours, not of the file."""
 
 
-class _CountingReader:
-    """The file as lxml reads it (in chunks of 32 KiB), counting the bytes handed over so far: the parse loop
-    bounds what a visit may take without building it first (F.MAX_VISIT_BYTES)."""
+class _VisitTooLarge(Exception):
+    """Raised by _CountingReader.read inside lxml's parse loop (lxml hands it back out of iterparse)."""
 
-    def __init__(self, fh):
+
+class _CountingReader:
+    """The file as lxml reads it (in chunks of 32 KiB), counting the bytes handed over so far: a visit (or a
+    block) may not take more than `budget` bytes past `mark`, the count at the end of the last visit or block
+    (F.MAX_VISIT_BYTES). Checked here, once per chunk, rather than at each element's end: the parse loop then
+    only sees the ends of PATIENT, PASSAGES, ETABLISSEMENT and the root (lxml filters the rest in C)."""
+
+    def __init__(self, fh, budget: int):
         self.fh = fh
         self.consumed = 0
+        self.mark = 0
+        self.budget = budget
 
     def read(self, n: int = -1) -> bytes:
         data = self.fh.read(n)
         self.consumed += len(data)
+        if self.consumed - self.mark > self.budget:
+            raise _VisitTooLarge()
         return data
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """The line (1-based) of byte `offset` of the file."""
+    lines = 1
+    with open(path, "rb") as fh:
+        while offset > 0:
+            chunk = fh.read(min(offset, 1 << 20))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            offset -= len(chunk)
+    return lines
 
 
 class FileRejected(Exception):
@@ -175,28 +198,21 @@ class RpuReader:
         if self.with_schema:
             kwargs["schema"] = schema()
         source = open(self.path, "rb")
-        counted = _CountingReader(source)
-        it = etree.iterparse(counted, **kwargs)
-        idx = 0
-        el = None
-        items_known = F.SIMPLE_ITEMS
-        list_items = F.LIST_ITEMS
-        max_item = F.MAX_ITEM_CHARS
         # bytes handed to the parser by the end of the last visit (or block): a visit is never built whole
         # in memory beyond F.MAX_VISIT_BYTES, plus one read chunk, plus one text node (libxml2: 10 MB at most)
-        budget = F.MAX_VISIT_BYTES + 32 * 1024
-        mark = 0
+        counted = _CountingReader(source, F.MAX_VISIT_BYTES + 32 * 1024)
+        it = etree.iterparse(counted, tag=(F.PATIENT, F.PASSAGES, F.HEADER, F.ROOT), **kwargs)
+        idx = 0
+        el = None
+        items_known = frozenset(F.SIMPLE_ITEMS)
+        list_items = F.LIST_ITEMS
+        max_item = F.MAX_ITEM_CHARS
         try:
             for _, el in it:
-                if counted.consumed - mark > budget:
-                    raise FileRejected(Problem(
-                        "VISIT_TOO_LARGE", f"plus de {F.MAX_VISIT_BYTES // 1024} Ko lus sans fin de passage "
-                        f"(passage n°{idx + 1}) : un passage ne peut pas être aussi volumineux",
-                        line=el.sourceline, visit=idx + 1))
                 tag = el.tag
                 if tag == F.PATIENT:
                     idx += 1
-                    mark = counted.consumed
+                    counted.mark = counted.consumed
                     if self.header is None:
                         raise FileRejected(Problem(
                             "SCHEMA", "le bloc ETABLISSEMENT doit précéder les PASSAGES", line=el.sourceline,
@@ -208,7 +224,16 @@ class RpuReader:
                     too_long = None
                     for child in el:
                         ctag = child.tag
-                        if ctag in list_items:
+                        if ctag in items_known:
+                            v = child.text
+                            if v:
+                                v = v.strip()
+                                if len(v) > max_item:
+                                    v, too_long = v[:max_item], too_long or ctag
+                            else:
+                                v = ""
+                            items[ctag] = v
+                        elif ctag in list_items:
                             target = da if ctag == "LISTE_DA" else actes
                             for sub in child:
                                 v = _text(sub)
@@ -216,11 +241,6 @@ class RpuReader:
                                     if len(v) > max_item:
                                         v, too_long = v[:max_item], too_long or ctag
                                     target.append(v)
-                        elif ctag in items_known:
-                            v = _text(child)
-                            if len(v) > max_item:
-                                v, too_long = v[:max_item], too_long or ctag
-                            items[ctag] = v
                         elif isinstance(ctag, str):
                             v = _raw(child)
                             if len(v) > max_item:
@@ -233,7 +253,7 @@ class RpuReader:
                     while el.getprevious() is not None:
                         del parent[0]
                 elif tag == F.PASSAGES:
-                    mark = counted.consumed
+                    counted.mark = counted.consumed
                     # files with one PASSAGES per PATIENT: drop the emptied wrappers too
                     el.clear()
                     prev = el.getprevious()
@@ -241,7 +261,7 @@ class RpuReader:
                         el.getparent().remove(prev)
                         prev = el.getprevious()
                 elif tag == F.HEADER:
-                    mark = counted.consumed
+                    counted.mark = counted.consumed
                     if el.getroottree().docinfo.doctype:
                         raise _doctype_forbidden()
                     self.header = self._header(el)
@@ -251,6 +271,11 @@ class RpuReader:
                 raise FileRejected(self._schema_problem("document XML incomplet (fichier tronqué ?)",
                                                         rule="NOT_WELL_FORMED"))
             self.visits_read = idx
+        except _VisitTooLarge:
+            raise FileRejected(Problem(
+                "VISIT_TOO_LARGE", f"plus de {F.MAX_VISIT_BYTES // 1024} Ko lus sans fin de passage "
+                f"(passage n°{idx + 1}) : un passage ne peut pas être aussi volumineux",
+                line=_line_at(self.path, counted.consumed), visit=idx + 1)) from None
         except etree.XMLSyntaxError as exc:
             raise FileRejected(self._locate(exc, it, idx)) from None
         finally:
