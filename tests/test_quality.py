@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import re
 from collections import Counter
@@ -16,7 +17,7 @@ import psycopg
 import pytest
 from lxml import etree
 
-from rpu import intake, store, xsd
+from rpu import gate_ahead, intake, store, xsd
 from rpu import rpu_format as F
 from rpu.checks import check_file
 from rpu.cli import main
@@ -651,3 +652,41 @@ def test_stored_results_for_reports(db, region, tmp_path):
     assert len(rows) == len(NAMES)
     sexe = next(r for r in rows if r["expectation"] == "SEXE_DOMAIN")
     assert (sexe["etab"], sexe["suite"], sexe["success"], sexe["unexpected_count"]) == (ETAB, "rpu_visit", False, 1)
+
+
+def test_the_gate_ahead_judges_in_its_own_process_what_gate_run_would(db, region, tmp_path):
+    """`rpu ingest`'s gate, forked before the loads (it imports GX while they run): the same verdicts as the
+    in-process gate."""
+    held = region.adjusted(quality={"blocking": ("SEXE_DOMAIN",)})
+    bad = _clean()
+    bad[0]["SEXE"] = "X"
+    with gate_ahead.GateAhead(held, db) as ahead:
+        child = ahead._child
+        assert child is not None and child.is_alive() and child.pid != os.getpid()
+        r_bad = ingest(held, db, tmp_path, bad, name="bad.xml", quality_gate=False)
+        path = tmp_path / "ok.xml"
+        path.write_bytes(rpu_file(_clean(), finess="990000135"))
+        intake.ingest_path(held, db, path, sender="990000135", quality_gate=False)
+        judged = ahead.run()
+    assert not child.is_alive() and child.exitcode == 0
+    assert sorted((j["file"], j["quality"], j["quarantined"]) for j in judged) == [
+        ("bad.xml", "failed", True), ("ok.xml", "passed", False)]
+    assert q(db, "SELECT file_id FROM quality_quarantine") == [(r_bad["file_id"],)]
+    assert q(db, "SELECT count(*) FROM received_file WHERE gate_pending") == [(0,)]
+
+
+def test_the_gate_ahead_killed_the_gate_runs_here_and_nothing_pending_stops_it(db, region, tmp_path):
+    import signal
+
+    with gate_ahead.GateAhead(region, db) as ahead:        # nothing loaded: stopped without judging anything
+        child = ahead._child
+        assert ahead.run() == []
+    assert not child.is_alive()
+    with gate_ahead.GateAhead(region, db) as ahead:
+        child = ahead._child
+        ingest(region, db, tmp_path, _clean(), quality_gate=False)
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        judged = ahead.run()                          # judged here, after the child's death
+    assert [(j["file"], j["quality"]) for j in judged] == [("f.xml", "passed")]
+    assert q(db, "SELECT count(*) FROM received_file WHERE gate_pending") == [(0,)]

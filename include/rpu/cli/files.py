@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from rpu import intake
+from rpu import gate_ahead, intake
 from rpu.checks import check_file
 from rpu.cli.common import add_db_arg, region_db, region_of, the_region
 from rpu.quality import gx
@@ -93,19 +93,21 @@ def cmd_ingest(args) -> int:
     region = the_region(args)
     db = region_db(args, region)
     worst = 0
-    for f in args.files:
-        # the gate is left to the one run after all the files (Great Expectations set up once)
-        with tqdm(desc=Path(f).name, unit=" visits", unit_scale=True, disable=None, file=sys.stderr) as bar:
-            r = intake.ingest_path(region, db, Path(f), sender=args.sender, progress=bar.update,
-                                   quality_gate=False)
-        print(f"{f}: {r['status']} — {r['visits_loaded']} visits loaded, {r['visits_rejected']} rejected, "
-              f"{r['visits_flagged']} flagged" + (f", days kept newer: {len(r['days_kept_newer'])}"
-                                                   if r["days_kept_newer"] else ""), flush=True)
-        for e in r["errors"][:10]:
-            print(f"  [{e['rule']}] line {e.get('line')}, visit {e.get('visit')}: {e['message']}")
-        if r["status"] == "rejected":
-            worst = 1
-    judged = intake.gate_run(region, db)
+    # the gate's process is forked now, before any connection: it imports GX while the files load
+    with gate_ahead.GateAhead(region, db) as ahead:
+        for f in args.files:
+            # the gate is left to the one run after all the files (Great Expectations set up once)
+            with tqdm(desc=Path(f).name, unit=" visits", unit_scale=True, disable=None, file=sys.stderr) as bar:
+                r = intake.ingest_path(region, db, Path(f), sender=args.sender, progress=bar.update,
+                                       quality_gate=False)
+            print(f"{f}: {r['status']} — {r['visits_loaded']} visits loaded, {r['visits_rejected']} rejected, "
+                  f"{r['visits_flagged']} flagged" + (f", days kept newer: {len(r['days_kept_newer'])}"
+                                                       if r["days_kept_newer"] else ""), flush=True)
+            for e in r["errors"][:10]:
+                print(f"  [{e['rule']}] line {e.get('line')}, visit {e.get('visit')}: {e['message']}")
+            if r["status"] == "rejected":
+                worst = 1
+        judged = ahead.run()
     print(f"quality gate: {len(judged)} batch(es) judged" + "".join(
         f"\n  {j['file']}: {j['quality']}" + (" — QUARANTINED" if j["quarantined"] else "") for j in judged),
         flush=True)

@@ -113,6 +113,14 @@ class _Session:
         self.stack.close()
 
 
+def preload() -> None:
+    """Import what a gate runs on (Great Expectations, pandas, SQLAlchemy) ahead of it (rpu.intake.GateAhead)."""
+    gx.gx_module()
+    import pandas  # noqa: F401
+    import sqlalchemy  # noqa: F401
+    from great_expectations.data_context.types.base import DataContextConfig  # noqa: F401
+
+
 def gate_pending(conn, region, db_url: str, *, only=None, on_judged=None) -> list[dict]:
     """Run the gate over every batch waiting for it (or, `only`, those of these file ids): GX set up once, the
     visits of all of them judged in one pass per file (`_judge`), each file's results stored in a transaction of
