@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: real local PostgreSQL, SFTP and SMTP services."""
+"""Shared pytest fixtures: real local PostgreSQL, SFTP, SMTP and S3-compatible services."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from rpu_dev.localservices import PostgresServer, SftpServer, SmtpSink
+from rpu_dev.localservices import PostgresServer, S3Server, SftpServer, SmtpSink
 
 # Airflow's DAG processor puts the DAG bundle (dags/) on sys.path so DAG files can import rpu_dags; the
 # DagBags the tests build do not: do it once here.
@@ -70,6 +70,13 @@ def region(tmp_path):
 def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer]:
     """A running SFTP server with no accounts yet (tests call add_user with their own chroot)."""
     with SftpServer(tmp_path_factory.mktemp("sftp")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A running S3-compatible server (moto's, in a process of its own); tests create their own bucket."""
+    with S3Server(tmp_path_factory.mktemp("s3") / "s3.log") as server:
         yield server
 
 

@@ -1,13 +1,16 @@
-"""rpu.storage: the archive and the outbox in shared storage (a local path or a URL through Airflow's
-ObjectStoragePath), a task's scratch on its worker's disk; a send retried on another worker sends the bytes
-prepared by the first try, never a rebuilt file (the same on the CeleryExecutor: test_scaleout.py)."""
+"""rpu.storage: the archive and the outbox in shared storage (a local path, or a URL through Airflow's
+ObjectStoragePath: file://, and s3:// on a real S3-compatible server with the Amazon provider's file system),
+a task's scratch on its worker's disk; a send retried on another worker sends the bytes prepared by the first
+try, never a rebuilt file (the same on the CeleryExecutor: test_scaleout.py)."""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
 import shutil
-from datetime import date
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -24,11 +27,34 @@ ETAB = "990000127"
 SPEC = FileSpec("invs", "daily", ETAB, 0, date(2026, 10, 26), date(2026, 11, 1), "RPU_990000127_test.xml")
 
 
-def _shared(tmp_path, kind: str):
-    """The shared storage root: a plain local path, or the same place as a file:// URL (ObjectStoragePath)."""
-    root = tmp_path / "shared"
-    root.mkdir()
-    return root if kind == "path" else f"file://{root}"
+class Shared:
+    """The shared storage of a test: a plain local path, the same place as a file:// URL, or a bucket of the
+    S3-compatible server (s3://, the connection `rpu_storage` pointing at it)."""
+
+    def __init__(self, kind: str, tmp_path: Path, request, monkeypatch):
+        self.kind = kind
+        if kind == "s3":
+            self.s3 = request.getfixturevalue("s3_server")
+            self.bucket = self.s3.create_bucket(f"rpu-{uuid.uuid4().hex[:12]}")
+            monkeypatch.setenv(f"AIRFLOW_CONN_{storage.CONN_ID.upper()}", self.s3.airflow_conn_json())
+            self.root = f"s3://{self.bucket}/shared"
+        else:
+            self.dir = tmp_path / "shared"
+            self.dir.mkdir()
+            self.root = self.dir if kind == "path" else f"file://{self.dir}"
+
+    def files(self, *under: str) -> dict[str, bytes]:
+        """{path under the root: bytes} of every file stored under root/under…, read past rpu.storage."""
+        if self.kind == "s3":
+            prefix = "/".join(("shared", *under)) + "/"
+            return {k.removeprefix("shared/"): v for k, v in self.s3.objects(self.bucket, prefix).items()}
+        return {str(p.relative_to(self.dir)): p.read_bytes() for p in self.dir.joinpath(*under).rglob("*")
+                if p.is_file()}
+
+
+@pytest.fixture(params=["path", "url", "s3"])
+def shared(request, tmp_path, monkeypatch) -> Shared:
+    return Shared(request.param, tmp_path, request, monkeypatch)
 
 
 def test_the_storage_root_is_the_data_dir_unless_a_url_or_path_is_set(monkeypatch, tmp_path):
@@ -47,15 +73,18 @@ def test_the_storage_root_is_the_data_dir_unless_a_url_or_path_is_set(monkeypatc
     assert intake.work_root(r) == tmp_path / "data" / "work" / "demo"   # scratch stays on this worker
 
 
-def test_a_url_location_stores_reads_and_ages_out_whole_files(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["url", "s3"])
+def test_a_url_location_stores_reads_and_ages_out_whole_files(kind, tmp_path, request, monkeypatch):
     monkeypatch.setenv("RPU_DATA_DIR", str(tmp_path / "data"))
-    root = _shared(tmp_path, "url")
+    shared = Shared(kind, tmp_path, request, monkeypatch)
+    root = shared.root
     loc = storage.join(root, "archive", "x", "f.xml")
     assert loc == f"{root}/archive/x/f.xml"
     src = tmp_path / "src.xml"
     src.write_bytes(b"<RPU/>" * 1000)
     storage.put_file(src, loc)
     assert storage.exists(loc) and storage.size(loc) == 6000
+    assert not storage.exists(storage.join(root, "archive", "x", "g.xml"))
     assert storage.sha256(loc) == hashlib.sha256(src.read_bytes()).hexdigest()
     with storage.local_copy(loc, storage.sha256(loc)) as local:
         assert local.read_bytes() == src.read_bytes() and str(local).startswith(str(tmp_path / "data" / "scratch"))
@@ -65,38 +94,36 @@ def test_a_url_location_stores_reads_and_ages_out_whole_files(tmp_path, monkeypa
             pass
     with storage.staged(storage.join(root, "outbox", "b.xml")) as tmp:
         tmp.write_bytes(b"built")
-    assert (tmp_path / "shared" / "outbox" / "b.xml").read_bytes() == b"built"
-    old = tmp_path / "shared" / "archive" / "x" / "f.xml"
-    os.utime(old, (0, 0))
-    assert storage.apply_retention(storage.join(root, "archive"), 30) == 1 and not old.exists()
-    assert (tmp_path / "shared" / "outbox" / "b.xml").exists()
+    storage.write_bytes(storage.join(root, "outbox", "m.json"), b"{}")
+    assert shared.files() == {"archive/x/f.xml": src.read_bytes(), "outbox/b.xml": b"built", "outbox/m.json": b"{}"}
+    archive = storage.join(root, "archive")
+    assert storage.apply_retention(archive, 30) == 0                  # written today: kept
+    assert storage.apply_retention(archive, 30, today=date.today() + timedelta(days=31)) == 1
+    assert shared.files() == {"outbox/b.xml": b"built", "outbox/m.json": b"{}"}
 
 
-@pytest.mark.parametrize("kind", ["path", "url"])
-def test_the_raw_file_is_archived_in_the_shared_storage(kind, db, region, tmp_path, monkeypatch):
+def test_the_raw_file_is_archived_in_the_shared_storage(shared, db, region, tmp_path, monkeypatch):
     monkeypatch.setenv("RPU_DATA_DIR", str(tmp_path / "worker"))
-    region = dataclasses.replace(region, archive_dir=storage.join(_shared(tmp_path, kind), "archive", "demo"))
+    region = dataclasses.replace(region, archive_dir=storage.join(shared.root, "archive", "demo"))
     path = tmp_path / "in.xml"
     path.write_bytes(rpu_file([visit()]))
     assert intake.ingest_path(region, db, path, sender=ETAB)["status"] == "accepted"
-    [archived] = [p for p in (tmp_path / "shared" / "archive" / "demo" / ETAB).rglob("*") if p.is_file()]
-    assert archived.read_bytes() == path.read_bytes() and archived.name == "in.xml"
+    [(archived, content)] = shared.files("archive", "demo", ETAB).items()
+    assert content == path.read_bytes() and archived.rsplit("/", 1)[-1] == "in.xml"
     with sends.store.connection(db) as conn:
         [(recorded,)] = conn.execute("SELECT archive_path FROM received_file").fetchall()
-    assert recorded == str(storage.join(region.archive_dir, ETAB, *archived.relative_to(
-        tmp_path / "shared" / "archive" / "demo" / ETAB).parts))
+    assert recorded == str(storage.join(shared.root, *archived.split("/")))
+    assert storage.sha256(storage.location(recorded)) == hashlib.sha256(content).hexdigest()
     assert not (tmp_path / "worker" / "archive").exists()   # nothing kept on the worker's own disk
 
 
-@pytest.mark.parametrize("kind", ["path", "url"])
-def test_a_send_retried_on_another_worker_sends_the_bytes_of_the_first_try(kind, db, region, tmp_path,
+def test_a_send_retried_on_another_worker_sends_the_bytes_of_the_first_try(shared, db, region, tmp_path,
                                                                            monkeypatch, sftp_server):
     """Two workers: each its own local scratch (RPU_DATA_DIR), one shared storage. The first fails to upload
     after preparing; data arrive meanwhile (a rebuild would differ); its disk is then wiped; the second
     sends the file of the first try, as recorded in the ledger."""
-    shared = _shared(tmp_path, kind)
-    region = dataclasses.replace(region, archive_dir=storage.join(shared, "archive", "demo"),
-                                 outbox_dir=storage.join(shared, "outbox", "demo"))
+    region = dataclasses.replace(region, archive_dir=storage.join(shared.root, "archive", "demo"),
+                                 outbox_dir=storage.join(shared.root, "outbox", "demo"))
     worker_a, worker_b = tmp_path / "worker-a", tmp_path / "worker-b"
     monkeypatch.setenv("RPU_DATA_DIR", str(worker_a))
     first_in = tmp_path / "in1.xml"
@@ -108,6 +135,8 @@ def test_a_send_retried_on_another_worker_sends_the_bytes_of_the_first_try(kind,
             sends.send(region, SPEC, "run1", db, lambda: account.open(password="wrong"))
         [first] = sends.ledger(db)
         assert (first["status"], first["visits"]) == ("failed", 2)
+        built = [c for k, c in shared.files("outbox", "demo").items() if k.endswith(SPEC.file_name)]
+        assert [hashlib.sha256(c).hexdigest() for c in built] == [first["sha256"]]   # in the shared storage
 
         later_in = tmp_path / "in2.xml"   # a third visit, stored after the first try built its file
         later_in.write_bytes(rpu_file([visit(), visit(ENTREE="30/10/2026 08:00", SORTIE="30/10/2026 09:00"),

@@ -1,7 +1,8 @@
-"""Real local services (PostgreSQL, SFTP, SMTP) for the demo and the test suite.
+"""Real local services (PostgreSQL, SFTP, SMTP, an S3-compatible store) for the demo and the test suite.
 
 Nothing here is a mock: PostgreSQL is the Debian server binary, SFTP is an asyncssh server
-speaking the real protocol, SMTP is an aiosmtpd server. Everything listens on 127.0.0.1 only.
+speaking the real protocol, SMTP is an aiosmtpd server, S3 is moto's standalone server answering the
+S3 REST protocol over HTTP in a process of its own. Everything listens on 127.0.0.1 only.
 This module must stay importable without Airflow.
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "LOCALHOST",
     "PostgresServer",
     "ReceivedMail",
+    "S3Server",
     "SftpServer",
     "SmtpSink",
     "find_postgres_bindir",
@@ -926,3 +928,101 @@ class SmtpSink(_ServiceMixin):
         with self._cond:
             self._messages.append(mail)
             self._cond.notify_all()
+
+
+# --------------------------------------------------------------------------------------------
+# S3-compatible object store
+# --------------------------------------------------------------------------------------------
+
+
+class S3Server(_ServiceMixin):
+    """An S3-compatible object store on 127.0.0.1: moto's standalone server (`python -m moto.server`), a
+    process of its own answering the S3 REST protocol over HTTP, objects in its memory (gone at stop). The
+    shared storage's tests reach it as a deployment reaches MinIO: Airflow's ObjectStoragePath, the Amazon
+    provider's S3 file system (s3fs, botocore), an `aws` connection with an endpoint URL."""
+
+    ACCESS_KEY = "rpu-test"
+    SECRET_KEY = "rpu-test-secret-key"          # the local test server's own, accepted whatever it is
+    REGION = "eu-west-3"
+
+    def __init__(self, log_file: Path | None = None, *, host: str = LOCALHOST) -> None:
+        self.host = host
+        self.port: int | None = None
+        self.log_file = log_file
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("S3Server has no port yet; call start() first")
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Self:
+        import sys
+        import urllib.error
+        import urllib.request
+
+        if self.proc is not None:
+            return self
+        self.port = free_port(self.host)
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            if self.log_file:
+                out.close()
+        self._arm_atexit()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the S3 server exited ({self.proc.returncode}); see {self.log_file}")
+            try:
+                with urllib.request.urlopen(self.endpoint_url, timeout=1):   # ListBuckets
+                    log.info("S3 server listening on %s", self.endpoint_url)
+                    return self
+            except urllib.error.HTTPError:
+                return self          # answering (an error status is an answer)
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the S3 server is not answering on {self.endpoint_url}")
+
+    def stop(self) -> None:
+        self._disarm_atexit()
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def client(self):
+        """A boto3 S3 client on this server (to create buckets and look at what was stored)."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.REGION,
+                            aws_access_key_id=self.ACCESS_KEY, aws_secret_access_key=self.SECRET_KEY)
+
+    def create_bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.REGION})
+        return name
+
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
+        """{key: bytes} of every object under `prefix` of `bucket`."""
+        s3 = self.client()
+        out: dict[str, bytes] = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for o in page.get("Contents", []):
+                out[o["Key"]] = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        return out
+
+    def airflow_conn_json(self) -> str:
+        """Airflow connection JSON (conn type aws) for this server: keys as login and password, the endpoint
+        URL and region in the extras (what `rpu_storage` holds for a MinIO)."""
+        return json.dumps({"conn_type": "aws", "login": self.ACCESS_KEY, "password": self.SECRET_KEY,
+                           "extra": {"endpoint_url": self.endpoint_url, "region_name": self.REGION}})
