@@ -448,15 +448,19 @@ def test_a_blocking_failure_quarantines_the_batch_until_release(db, region, tmp_
     assert _exported(db, "990000135")["oscour"] == 10
 
     fid = r["file_id"]
-    assert main(["release", "--region", "demo", "--db", db, "--file-id", str(fid), "--by", "oru.operator"]) == 0
+    assert main(["release", "--region", "demo", "--db", db, "--file-id", str(fid), "--by", "oru.operator",
+                 "--reason", "SEXE X confirmé par le service"]) == 0
     assert "released on" in capsys.readouterr().out
     assert _exported(db) == everywhere(10) | {"days": 7}
-    [(by, at)] = q(db, "SELECT released_by, released_at FROM quality_quarantine WHERE file_id = %s", fid)
-    assert by == "oru.operator" and at is not None
+    [(by, at, why)] = q(db, "SELECT released_by, released_at, release_reason FROM quality_quarantine "
+                            "WHERE file_id = %s", fid)
+    assert by == "oru.operator" and at is not None and why == "SEXE X confirmé par le service"
     # idempotent: a second release changes nothing
-    assert main(["release", "--region", "demo", "--db", db, "--file-id", str(fid), "--by", "someone.else"]) == 0
+    assert main(["release", "--region", "demo", "--db", db, "--file-id", str(fid), "--by", "someone.else",
+                 "--reason", "autre"]) == 0
     assert "already released" in capsys.readouterr().out
-    assert q(db, "SELECT released_by, released_at FROM quality_quarantine WHERE file_id = %s", fid) == [(by, at)]
+    assert q(db, "SELECT released_by, released_at, release_reason FROM quality_quarantine WHERE file_id = %s",
+             fid) == [(by, at, why)]
     with store.connection(db) as conn:
         assert "Quarantaine levée" in intake.receipt_text(intake.receipt_data(conn, region, fid))
     # a file never held cannot be released

@@ -77,12 +77,12 @@ nouvelle tentative ; libérer un lot déjà libéré ne change rien.
                 with store.connection(db_url(region.db_conn_id)) as conn:
                     if named:
                         file_id = file_id_of(conn, *named)
-                    r = release_file(conn, file_id, by)
+                    r = release_file(conn, file_id, by, params.get("reason"))
             except (ValueError, LookupError) as exc:     # NotQuarantined too: a form's fault, retrying changes nothing
                 log.error("%s", exc)
                 raise AirflowFailException(str(exc)) from exc
             log.info("file #%s %s (%s): %s by %s; reason: %s", r["file_id"], r["file"], r["etab"],
-                     "already released" if r["already"] else "released", r["released_by"], params.get("reason"))
+                     "already released" if r["already"] else "released", r["released_by"], r["reason"])
             return {k: (str(v) if k == "released_at" else v) for k, v in r.items()}
 
         release()

@@ -54,8 +54,10 @@ def test_release_by_file_id_makes_the_batch_exportable(held):
     run = run_form(env.dag("demo_release"), {"file_id": ids["RPU_bad.xml"], "reason": REASON})
     assert run.state == "success"
     assert _exported(env, GOOD) == 10
-    [(by,)] = env.sql("SELECT released_by FROM quality_quarantine WHERE file_id = %s", ids["RPU_bad.xml"])
+    [(by, why)] = env.sql("SELECT released_by, release_reason FROM quality_quarantine WHERE file_id = %s",
+                          ids["RPU_bad.xml"])
     assert by == (run.triggering_user_name or f"Airflow ({run.run_id})")     # dag.test(): no user
+    assert why == REASON                                                       # the form's Motif, kept with it
 
 
 def test_release_by_finess_and_file_name_and_again_changes_nothing(held):

@@ -21,6 +21,7 @@ def add_release(sub) -> None:
     add_db_arg(p)
     p.add_argument("--file-id", required=True, type=int, metavar="N", help="received file id (see its receipt)")
     p.add_argument("--by", help="who releases it (default: the operating-system user)")
+    p.add_argument("--reason", help="why it is released (kept with the release, as the release form's Motif)")
     p.set_defaults(func=cmd_release)
 
 
@@ -29,13 +30,14 @@ def cmd_release(args) -> int:
     by = args.by or os.environ.get("SUDO_USER") or getpass.getuser()
     with store.connection(region_db(args, region)) as conn:
         try:
-            r = release(conn, args.file_id, by)
+            r = release(conn, args.file_id, by, args.reason)
         except NotQuarantined as exc:
             print(f"rpu release: {exc}", file=sys.stderr)
             return 1
     when = r["released_at"].isoformat(sep=" ", timespec="seconds")
     if r["already"]:
-        print(f"file #{r['file_id']} {r['file']} ({r['etab']}): already released on {when} by {r['released_by']}")
+        print(f"file #{r['file_id']} {r['file']} ({r['etab']}): already released on {when} by {r['released_by']}"
+              + (f" ({r['reason']})" if r["reason"] else ""))
     else:
         print(f"file #{r['file_id']} {r['file']} ({r['etab']}): released on {when} by {r['released_by']} "
               f"(was held for {', '.join(r['expectations'])}); its visits go out with the next exports")

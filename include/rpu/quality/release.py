@@ -8,11 +8,13 @@ class NotQuarantined(LookupError):
     pass
 
 
-def release(conn, file_id: int, by: str) -> dict:
-    """Release a quarantined file: its visits are forwarded again by the next exports. Idempotent: releasing a
-    released file changes nothing (`already` True). Raises NotQuarantined for a file never quarantined."""
+def release(conn, file_id: int, by: str, reason: str | None = None) -> dict:
+    """Release a quarantined file, recording who, when and why: its visits are forwarded again by the next
+    exports. Idempotent: releasing a released file changes nothing (`already` True, the first release's who,
+    when and why). Raises NotQuarantined for a file never quarantined."""
     with conn.transaction():
-        row = store.fetch_one(conn, "quality_release", {"file_id": file_id, "by": by})
+        row = store.fetch_one(conn, "quality_release", {"file_id": file_id, "by": by,
+                                                        "reason": (reason or "").strip() or None})
         already = row is None
         if already:
             row = store.fetch_one(conn, "quality_quarantine_by_file", {"file_id": file_id})
@@ -20,7 +22,7 @@ def release(conn, file_id: int, by: str) -> dict:
                 raise NotQuarantined(f"file #{file_id} is not in quarantine")
     return {"file_id": file_id, "file": row["file_name"], "etab": row["etab"],
             "expectations": list(row["expectations"]), "released_at": row["released_at"],
-            "released_by": row["released_by"], "already": already}
+            "released_by": row["released_by"], "reason": row["release_reason"], "already": already}
 
 
 def file_id_of(conn, finess: str, file_name: str) -> int:

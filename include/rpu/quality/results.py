@@ -26,7 +26,7 @@ def file_quality(conn, file_id: int, tz=None) -> dict | None:
          "failed": [{"name", "description", "unit", "blocking", "unexpected_count", "unexpected_percent",
                      "observed_value", "error"}],
          "error": None | "…", "quarantined": bool, "quarantine": None | {"expectations", "since", "released_at",
-                                                                         "released_by"}}
+                                                                         "released_by", "release_reason"}}
     """
     cur = conn.execute(store.query("quality_file_results"), {"file_id": file_id})
     cols = [c.name for c in cur.description]
@@ -53,7 +53,8 @@ def file_quality(conn, file_id: int, tz=None) -> dict | None:
         "quarantined": bool(q and q["released_at"] is None),
         "quarantine": None if q is None else {
             "expectations": list(q["expectations"]), "since": when(q["quarantined_at"]),
-            "released_at": when(q["released_at"]), "released_by": q["released_by"]},
+            "released_at": when(q["released_at"]), "released_by": q["released_by"],
+            "release_reason": q["release_reason"]},
     }
 
 
