@@ -1,5 +1,5 @@
 """A real scale-out: Airflow on the CeleryExecutor (Redis broker), two Celery workers each with its own local
-disk and one shared storage (RPU_STORAGE_URL). The region's intake then its InVS send run through the
+disk and one shared storage (RPU_STORAGE_URL, a bucket of a real S3-compatible server). The region's intake then its InVS send run through the
 scheduler; one worker is killed with SIGKILL in the middle of a send, after the file was uploaded and before
 the upload was recorded (the test holds that ledger row's lock meanwhile), and a replacement worker joins.
 Every file must be loaded once, archived once in the shared storage, sent once (one file per send on the
@@ -136,9 +136,10 @@ def test_celery_workers_share_the_storage_and_a_killed_worker_loses_no_file():
         assert len(loaded) == len(so.uploaded)                                      # each file once
         assert len({(n, s) for n, s, _, _ in loaded}) == len(loaded)
         assert "duplicate" not in {st for _, _, st, _ in loaded}
-        assert all(a.startswith(f"file://{so.shared}/archive/{REGION_CODE}/") for _, _, _, a in loaded)
-        archived = [p for p in (so.shared / "archive").rglob("*") if p.is_file()]
+        assert all(a.startswith(f"{so.shared}/archive/{REGION_CODE}/") for _, _, _, a in loaded)
+        archived = so.shared_objects("archive")
         assert len(archived) == len(so.uploaded)                                   # archived once, shared
+        assert {hashlib.sha256(b).hexdigest() for b in archived.values()} == {s for _, s, _, _ in loaded}
         for name in ("worker-1", "worker-2"):
             assert not (workdir / name / "data" / "archive").exists()           # nothing on a worker's disk
 
@@ -179,6 +180,8 @@ def test_celery_workers_share_the_storage_and_a_killed_worker_loses_no_file():
         [(_, _, sha, _, attempts)] = [r for r in ledger if r[0] == held["id"]]
         assert sha == held["sha256"] and attempts > held["attempts"]              # same bytes, on a retry
         assert prepared_at == held["prepared_at"]                                  # not built again
+        outbox = so.shared_objects("outbox", REGION_CODE)                        # built once, in the shared storage
+        assert held["sha256"] in {hashlib.sha256(b).hexdigest() for b in outbox.values()}
         [again] = [t for t in _task_instances(so, SEND_DAG, run) if t["map_index"] == ti["map_index"]
                    and t["task_id"] == "send"]
         assert again["try_number"] > ti["try_number"]
@@ -189,6 +192,10 @@ def test_celery_workers_share_the_storage_and_a_killed_worker_loses_no_file():
             log = so.logs / f"{name}.log"
             if log.exists():
                 print(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        for log in sorted(workdir.rglob("attempt=*.log")):       # the task logs of tries that failed
+            text = log.read_text(errors="replace")
+            if '"level":"error"' in text or "Traceback" in text:
+                print(f"--- {log}\n" + "\n".join(text.splitlines()[-30:]))
         raise
     finally:
         clean = so.stop()

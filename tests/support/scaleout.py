@@ -1,9 +1,10 @@
 """The demo's system (tools/rpu_dev/demo.py: PostgreSQL, SFTP, SMTP, Airflow's api-server, scheduler,
 dag-processor, triggerer) on the CeleryExecutor: a Redis broker (Debian's redis-server, started here on a free
 port, no service), Airflow's metadata in PostgreSQL, and Celery workers each with its own local data
-directory (RPU_DATA_DIR, HOME, TMPDIR: its "disk") and one shared storage (RPU_STORAGE_URL, a file:// URL
-reached through ObjectStoragePath). Every process is started in its own process group and stopped by pid
-(the demo's stop), Redis last. Used by tests/test_scaleout.py."""
+directory (RPU_DATA_DIR, HOME, TMPDIR: its "disk") and one shared storage (RPU_STORAGE_URL: a bucket of an
+S3-compatible server, rpu_dev.localservices.S3Server, reached through ObjectStoragePath with the connection
+rpu_storage, as workers on several hosts reach a MinIO). Every process is started in its own process group and
+stopped by pid (the demo's stop), Redis and the S3 server last. Used by tests/test_scaleout.py."""
 from __future__ import annotations
 
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 import yaml
 from rpu.config import load_region
 from rpu_dev.demo import HOST, REGION_CODE, Demo, DemoError, Service, _proc_pids, say
-from rpu_dev.localservices import free_port
+from rpu_dev.localservices import S3Server, free_port
 
 
 def _parent(pid: int) -> int | None:
@@ -98,7 +99,9 @@ class ScaleOut(Demo):
         super().__init__(workdir, port=port, days=days, once=True)
         self.redis: RedisServer | None = None
         self.workers: dict[str, Service] = {}
-        self.shared = workdir / "shared"
+        self.s3: S3Server | None = None
+        self.bucket = "rpu-shared"
+        self.shared = f"s3://{self.bucket}/concentrator"
 
     def load_demo_region(self) -> None:
         """The demo's region, with retries a few seconds apart (a killed task is retried at once)."""
@@ -114,10 +117,19 @@ class ScaleOut(Demo):
         self.redis.start()
         say(f"    Redis {self.redis.url} (pid {self.redis.proc.pid})")
 
+    def start_s3(self) -> None:
+        self.s3 = S3Server(self.logs / "s3.log")
+        self.s3.start()
+        self.s3.create_bucket(self.bucket)
+        say(f"    S3 server {self.s3.endpoint_url} (pid {self.s3.proc.pid}), shared storage {self.shared}")
+
+    def shared_objects(self, *under: str) -> dict[str, bytes]:
+        """{key: bytes} of what the shared storage holds under concentrator/<under…>/."""
+        return self.s3.objects(self.bucket, "/".join(("concentrator", *under)) + "/")
+
     def write_airflow_home(self) -> None:
         super().write_airflow_home()
         metadata = self.pg.create_database("airflow").replace("postgresql://", "postgresql+psycopg://", 1)
-        self.shared.mkdir(mode=0o700)
         self.env.update({
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
@@ -128,7 +140,8 @@ class ScaleOut(Demo):
             # a worker killed with its tasks: their instances are failed (then retried) after this silence
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
-            "RPU_STORAGE_URL": f"file://{self.shared}",
+            "RPU_STORAGE_URL": self.shared,
+            "AIRFLOW_CONN_RPU_STORAGE": self.s3.airflow_conn_json(),
         })
 
     def start_worker(self, name: str) -> Service:
@@ -181,6 +194,7 @@ class ScaleOut(Demo):
         self.start_sftp()
         self.start_smtp()
         self.start_redis()
+        self.start_s3()
         self.write_airflow_home()
         self.migrate_airflow()
         self.start_airflow()
@@ -193,12 +207,14 @@ class ScaleOut(Demo):
 
     def stop(self) -> bool:
         clean = super().stop()
-        if self.redis is not None:
+        for name, server in (("Redis", self.redis), ("the S3 server", self.s3)):
+            if server is None:
+                continue
             try:
-                self.redis.stop()
+                server.stop()
             except Exception as exc:  # noqa: BLE001 - reported, the rest is stopped
                 clean = False
-                say(f"    could not stop Redis: {exc}")
+                say(f"    could not stop {name}: {exc}")
         return clean
 
 
