@@ -378,21 +378,35 @@ _BATCH = 500
 
 
 def _parse_into(reader: RpuReader, out) -> None:
-    """Child side: send ("v", header, [visit tuples]) batches, then ("end", warnings, n) or ("rej", problem, warnings)."""
+    """Child side: b"h" + pickled header (once, as soon as it is read), b"v" + marshalled [visit tuples] batches,
+    then b"e" + pickled (warnings, n) or b"r" + pickled (problem, warnings). The visits go through `marshal`
+    (plain ints, strings, dicts and lists; the same interpreter on both sides of the fork): about 2.4 × faster to
+    write than pickle, and the child is the critical path of a big file's load."""
+    import marshal
     import pickle
 
     batch: list[tuple] = []
+    told_header = False
+
+    def flush() -> None:
+        nonlocal told_header
+        if not told_header and reader.header is not None:
+            out.send_bytes(b"h" + pickle.dumps(reader.header, pickle.HIGHEST_PROTOCOL))
+            told_header = True
+        if batch:
+            out.send_bytes(b"v" + marshal.dumps(batch))
+            batch.clear()
+
     try:
         for v in reader.visits():
             batch.append((v.idx, v.line, v.items, v.da, v.actes, v.extra, v.too_long))
             if len(batch) >= _BATCH:
-                out.send_bytes(pickle.dumps(("v", reader.header, batch), pickle.HIGHEST_PROTOCOL))
-                batch = []
-        out.send_bytes(pickle.dumps(("v", reader.header, batch), pickle.HIGHEST_PROTOCOL))
-        out.send_bytes(pickle.dumps(("end", reader.warnings, reader.visits_read), pickle.HIGHEST_PROTOCOL))
+                flush()
+        flush()
+        out.send_bytes(b"e" + pickle.dumps((reader.warnings, reader.visits_read), pickle.HIGHEST_PROTOCOL))
     except FileRejected as exc:
-        out.send_bytes(pickle.dumps(("v", reader.header, batch), pickle.HIGHEST_PROTOCOL))
-        out.send_bytes(pickle.dumps(("rej", exc.problem, reader.warnings), pickle.HIGHEST_PROTOCOL))
+        flush()
+        out.send_bytes(b"r" + pickle.dumps((exc.problem, reader.warnings), pickle.HIGHEST_PROTOCOL))
     except BrokenPipeError:
         pass   # the loader went away
 
@@ -413,6 +427,7 @@ class ParallelReader(RpuReader):
     """RpuReader whose parsing runs in a forked child (same results, same exceptions)."""
 
     def visits(self) -> Iterator[RawVisit]:
+        import marshal
         import multiprocessing
         import pickle
 
@@ -425,24 +440,25 @@ class ParallelReader(RpuReader):
         try:
             while True:
                 try:
-                    message = pickle.loads(receive.recv_bytes())
+                    message = receive.recv_bytes()
                 except EOFError:
                     child.join(timeout=5)
                     raise ParserStopped(f"the parser of {self.path.name} stopped unexpectedly "
                                         f"(exit code {child.exitcode})") from None
-                kind = message[0]
-                if kind == "v":
-                    if message[1] is not None and self.header is None:
-                        self.header = message[1]
-                    for idx, line, items, da, actes, extra, too_long in message[2]:
+                kind, body = message[:1], memoryview(message)[1:]
+                if kind == b"v":
+                    for idx, line, items, da, actes, extra, too_long in marshal.loads(body):
                         yield RawVisit(idx, line, items, da, actes, extra, too_long)
-                elif kind == "end":
-                    self.warnings.extend(message[1])
-                    self.visits_read = message[2]
+                elif kind == b"h":
+                    self.header = pickle.loads(body)
+                elif kind == b"e":
+                    warnings, self.visits_read = pickle.loads(body)
+                    self.warnings.extend(warnings)
                     return
                 else:
-                    self.warnings.extend(message[2])
-                    raise FileRejected(message[1])
+                    problem, warnings = pickle.loads(body)
+                    self.warnings.extend(warnings)
+                    raise FileRejected(problem)
         finally:
             receive.close()
             child.join(timeout=5)
