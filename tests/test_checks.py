@@ -573,6 +573,39 @@ def test_parallel_reader_gives_the_same_reports_as_the_serial_one(tmp_path, monk
     assert any(not r["accepted"] for r in rows[0] if isinstance(r, dict))
 
 
+def test_a_parser_child_killed_mid_file_is_our_fault_not_the_files(tmp_path, monkeypatch):
+    """The forked parser dies (killed, out of memory) after a first batch: ParserStopped (retried by the task),
+    never a rejection of the file; the visits before it came through whole."""
+    import os
+    import signal
+
+    from rpu import parse
+
+    path = tmp_path / "f.xml"
+    path.write_bytes(rpu_file([visit()] * (parse._BATCH + 10)))
+    real = parse._parse_into
+
+    def dies_after_a_batch(reader, out):
+        class Dying:
+            sent = 0
+
+            def send_bytes(self, data):
+                out.send_bytes(data)
+                self.sent += data[:1] == b"v"
+                if self.sent:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        real(reader, Dying())
+
+    monkeypatch.setattr(parse, "_parse_into", dies_after_a_batch)
+    reader = parse.ParallelReader(path)
+    got = []
+    with pytest.raises(parse.ParserStopped, match="stopped unexpectedly"):
+        for v in reader.visits():
+            got.append(v.idx)
+    assert got == list(range(1, parse._BATCH + 1)) and reader.header is not None
+
+
 def test_a_half_declared_period_without_accepted_visit_replaces_nothing(tmp_path):
     """DATEFIN empty and no usable ENTREE (found by tests/test_fuzz.py): no period to derive, none is invented."""
     report, sink = check(tmp_path, rpu_file([visit(ENTREE="")], fin=""))
