@@ -60,7 +60,8 @@ class GateAhead:
             self.close()
             return intake.gate_run(self.region, self.db_url)
         self.close()
-        for record in records:     # the child's log lines, in this process's logging (handlers, task log)
+        for fields in records:     # the child's log lines, in this process's logging (handlers, task log)
+            record = logging.makeLogRecord(fields)
             logging.getLogger(record.name).handle(record)
         if kind == "error":
             raise value
@@ -106,18 +107,19 @@ def _gate_child(pipe, region: Region, db_url: str) -> None:
         os._exit(code)
 
 
-def _keep_log_records() -> list[logging.LogRecord]:
-    """In the child: its log records kept (message formatted, arguments dropped) to be handed to the parent,
-    instead of written by the handlers it inherited (the parent's, which would write them twice or nowhere)."""
-    records: list[logging.LogRecord] = []
+def _keep_log_records() -> list[dict]:
+    """In the child: its log records kept, as their plain fields (message formatted, arguments dropped: always
+    picklable), to be handed to the parent instead of written by the handlers it inherited (the parent's, which
+    would write them twice or nowhere)."""
+    records: list[dict] = []
+    plain = (str, int, float, bool, type(None))
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            record.msg, record.args = record.getMessage(), None
-            if record.exc_info:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-                record.exc_info = None
-            records.append(record)
+            fields = {k: v for k, v in vars(record).items() if isinstance(v, plain)}
+            fields.update(msg=record.getMessage(), args=None, exc_info=None, exc_text=(
+                logging.Formatter().formatException(record.exc_info) if record.exc_info else record.exc_text))
+            records.append(fields)
 
     root = logging.getLogger()
     for handler in list(root.handlers):
