@@ -378,7 +378,7 @@ def test_gate_stores_summary_results_and_the_receipt_lists_failures_in_plain_wor
     vs[1]["SEXE"] = "9"
     r = ingest(region, db, tmp_path, vs)
     runs = q(db, "SELECT suite, suite_version, status, engine, error, duration_s > 0 FROM quality_run ORDER BY suite")
-    assert runs == [("rpu_batch", expectations.load("rpu_batch")["meta"]["version"], "passed", "pandas", None, True),
+    assert runs == [("rpu_batch", expectations.load("rpu_batch")["meta"]["version"], "passed", "sql", None, True),
                     ("rpu_visit", expectations.load("rpu_visit")["meta"]["version"], "failed", "sql", None, True)]
     [(count, pct, details, blocking)] = q(db, "SELECT unexpected_count, unexpected_percent, details, blocking "
                                              "FROM quality_result WHERE expectation = 'SEXE_DOMAIN'")
@@ -575,6 +575,95 @@ def test_a_run_judged_at_once_gives_what_gx_gives_on_each_batch_alone(db, region
     finally:
         session.close()
     assert compared == len(sets) * len(VISIT_NAMES) and failed >= len(VISIT_NAMES)   # every one failed somewhere
+
+
+def test_a_runs_day_counts_judged_at_once_give_what_gx_gives_on_each_file_alone(db, region, tmp_path, caplog):
+    """gx.batch_suite_per_file (rpu_batch: every file's day counts in one grouped query, each file's own
+    parameters, GX's verdict per file) against GX on each file's day counts alone, outcome by outcome, with
+    parameters that make each expectation fail in turn, pass, or have no bound (no history); and the same
+    verdicts and counts as GX's pandas engine on the same days (the engine this gate used before)."""
+    import logging
+
+    day_sets = [_clean(),                                                          # 10 visits on 01/11
+                [visit(ENTREE=f"{d:02d}/11/2026 10:00", SORTIE=f"{d:02d}/11/2026 11:00") for d in (1, 1, 1)],
+                [visit(ENTREE=f"{26 + i % 6}/10/2026 10:{i:02d}", SORTIE=f"{26 + i % 6}/10/2026 11:00")
+                 for i in range(30)]]
+    bounds = [{"day_min": 0, "row_count_min": 0, "row_count_max": None},            # no history: no bound
+              {"day_min": 2.5, "row_count_min": 1.0, "row_count_max": 1000.0},      # days below 2.5: fail
+              {"day_min": 0, "row_count_min": 50.0, "row_count_max": 60.0},         # too few in all: fail
+              {"day_min": 0, "row_count_min": 0, "row_count_max": 5.0},             # too many: fail
+              {"day_min": 0.5, "row_count_min": 2.0, "row_count_max": 400.0}]
+    ids = []
+    for i, (finess, vs) in enumerate(zip(["990000127", "990000135", "990000143"], day_sets)):
+        path = tmp_path / f"{finess}.xml"
+        path.write_bytes(rpu_file(vs, finess=finess))
+        ids.append(intake.ingest_path(region, db, path, sender=finess, quality_gate=False)["file_id"])
+    compared = 0
+    failed = set()
+    for b in bounds:
+        session = gate._Session(db)      # GX's assets are named after the views: a session per set of views
+        try:
+            ctx = session.context()
+            params = {fid: dict(b, history_days=0) for fid in ids}
+            with store.connection(db) as conn:
+                with gate._days_view(conn, {fid: p["day_min"] for fid, p in params.items()}) as view:
+                    at_once = gx.batch_suite_per_file(session.sql_source(), view, params)
+                for fid in ids:
+                    with gate._days_view(conn, {fid: b["day_min"]}, alone=True) as view:
+                        alone = gx.table_batch(session.sql_source(), view).validate(
+                            gx.gx_suite(expectations.BATCH_SUITE), result_format=dict(gx.BASIC),
+                            expectation_parameters=params[fid])
+                        days = {d: n for d, n in conn.execute(f"SELECT day, visits FROM rpu_quality.{view}")}
+                    alone = {o["name"]: o for o in map(gx._outcome, alone.results)}
+                    in_memory = {o["name"]: o for o in gx.pandas_run(ctx, expectations.BATCH_SUITE,
+                                                                      batch.days_frame(days), params[fid])["results"]}
+                    assert [o["name"] for o in at_once[fid]] == list(alone)
+                    for o in at_once[fid]:
+                        assert o == alone[o["name"]], (fid, b, o["name"])
+                        pandas = in_memory[o["name"]]
+                        assert (o["success"], o["unexpected_count"], o["observed_value"]) == (
+                            pandas["success"], pandas["unexpected_count"], pandas["observed_value"]), (fid, b)
+                        compared += 1
+                        if not o["success"]:
+                            failed.add(o["name"])
+        finally:
+            session.close()
+    names = [e["meta"]["name"] for e in expectations.load(expectations.BATCH_SUITE)["expectations"]]
+    assert compared == len(bounds) * len(ids) * len(names) and failed == set(names)
+    with caplog.at_level(logging.WARNING, logger="rpu.quality.gate"):
+        assert len(intake.gate_run(region, db)) == len(ids)
+    assert not [r for r in caplog.records if "not judged at once" in r.getMessage()]   # the gate's own path
+    assert q(db, "SELECT DISTINCT engine FROM quality_run") == [("sql",)]
+
+
+def test_one_gate_bounds_each_files_day_counts_by_its_own_establishments_history(db, region, tmp_path):
+    """The day-count bounds come from each establishment's own recent days (one query for the whole gate): a day
+    far below its establishment's usual count fails DAY_COUNT_LOW for that file only, the other establishment's
+    file, smaller every day, passes with its own bounds."""
+    def days(finess, first, last, per_day, low=None):
+        vs = [visit(ENTREE=f"{d:02d}/10/2026 {8 + i % 10:02d}:{i % 60:02d}", SORTIE=f"{d:02d}/10/2026 20:00")
+              for d in range(first, last + 1) for i in range(1 if d == low else per_day)]
+        path = tmp_path / f"{finess}-{first}.xml"
+        path.write_bytes(rpu_file(vs, finess=finess, debut=f"{first:02d}/10/2026", fin=f"{last:02d}/10/2026",
+                                  extract=f"{last + 1:02d}/10/2026 03:00:00"))
+        return intake.ingest_path(region, db, path, sender=finess, quality_gate=False)["file_id"]
+
+    for finess, n in (("990000127", 20), ("990000135", 5)):
+        days(finess, 5, 19, n)                                   # two weeks of history each
+    a = days("990000127", 20, 26, 20, low=23)                    # one day with 1 visit instead of ~20
+    b = days("990000135", 20, 26, 5)                             # 5 a day: low for 127, usual for 135
+    intake.gate_run(region, db)
+    runs = {fid: (status, params) for fid, status, params in q(
+        db, "SELECT file_id, status, parameters FROM quality_run WHERE suite = 'rpu_batch'")}
+    assert runs[a][0] == "failed" and runs[b][0] == "passed"
+    assert (runs[a][1]["history_days"], runs[a][1]["mu"]) == (15, 20.0)
+    assert (runs[b][1]["history_days"], runs[b][1]["mu"]) == (15, 5.0)
+    failed = dict(q(db, "SELECT r.expectation, r.unexpected_count FROM quality_result r JOIN quality_run u "
+                        "ON u.id = r.run_id WHERE u.file_id = %s AND u.suite = 'rpu_batch' AND NOT r.success", a))
+    assert failed["DAY_COUNT_LOW"] == 1                          # that day alone
+    [(details,)] = q(db, "SELECT r.details FROM quality_result r JOIN quality_run u ON u.id = r.run_id "
+                         "WHERE u.file_id = %s AND r.expectation = 'DAY_COUNT_LOW'", a)
+    assert details["partial_unexpected_list"] == [1]             # its value, from GX's second pass on its days
 
 
 def test_rpu_ingest_of_several_files_runs_one_gate_after_all_of_them(db, tmp_path, capsys, caplog):

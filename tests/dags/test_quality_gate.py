@@ -50,8 +50,8 @@ def test_gate_results_are_stored_and_told_in_the_receipt(intake_env):
 
     rows = env.sql("SELECT f.file_name, r.suite, r.status, r.engine FROM quality_run r "
                    "JOIN received_file f ON f.id = r.file_id ORDER BY 1, 2")
-    assert rows == [("RPU_bad.xml", "rpu_batch", "passed", "pandas"), ("RPU_bad.xml", "rpu_visit", "failed", "sql"),
-                    ("RPU_clean.xml", "rpu_batch", "passed", "pandas"),
+    assert rows == [("RPU_bad.xml", "rpu_batch", "passed", "sql"), ("RPU_bad.xml", "rpu_visit", "failed", "sql"),
+                    ("RPU_clean.xml", "rpu_batch", "passed", "sql"),
                     ("RPU_clean.xml", "rpu_visit", "passed", "sql")]   # none for the rejected file
     failed = env.sql("SELECT r.expectation, r.unexpected_count, r.unexpected_percent, r.blocking "
                      "FROM quality_result r JOIN quality_run u ON u.id = r.run_id WHERE NOT r.success ORDER BY 1")

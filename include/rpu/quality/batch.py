@@ -114,6 +114,31 @@ def batch_view_sql(name: str, file_ids: list[int], view: str | None = None) -> s
             .replace("{file_ids}", ", ".join(map(str, ids))))
 
 
+DAY_MIN_COLUMN = "rpu_day_min"     # a run's day-count view: each file's own day_min (rpu_batch's parameter)
+
+
+def days_view_sql(name: str, day_min: dict[int, float], view: str | None = None) -> str:
+    """quality_days_view.sql / quality_batch_drop.sql: the view `day_<file id>` of one file's day counts (the
+    columns DAY_COLUMNS), or with `view` (a run's, `runday_<backend pid>`) the day counts of several files with
+    the file's id (FILE_ID_COLUMN) and its parameter day_min (DAY_MIN_COLUMN), from {file id: day_min}. A view
+    has no parameters: the numbers are written into the text (finite floats, integers)."""
+    ids = [int(i) for i in day_min]
+    mins = [float(v) for v in day_min.values()]
+    if not ids or not all(math.isfinite(m) for m in mins):
+        raise ValueError(f"day_min of the files: {day_min!r}")
+    whole = view is not None
+    if view is None:
+        (one,) = ids
+        view = f"day_{one}"
+    if not view.replace("_", "").isalnum():
+        raise ValueError(f"view name {view!r}")
+    return (store.query(name).replace("{view}", view)
+            .replace("{file_id_column}", f"p.file_id AS {FILE_ID_COLUMN}, " if whole else "")
+            .replace("{day_min_column}", f", p.day_min AS {DAY_MIN_COLUMN}" if whole else "")
+            .replace("{params}", ", ".join(f"({i}, {m!r}::double precision)" for i, m in zip(ids, mins)))
+            .replace("{file_ids}", ", ".join(map(str, ids))))
+
+
 def fedoru_baseline(history: list[int]) -> tuple[float, float] | None:
     """(μ, σ) of an establishment's recent daily counts, after dropping the days below μ − 2σ (FEDORU);
     None with fewer than HISTORY_MIN_DAYS days."""

@@ -20,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
 from rpu import faults, store
-from rpu.quality.batch import batch_view_sql, count_parameters, days_frame
+from rpu.quality.batch import batch_view_sql, count_parameters, days_view_sql
 from rpu.expectations import BATCH_SUITE, SUITES, VISIT_SUITE, blocking_problems
 from rpu.quality import gx
 from rpu.quality.gx import QualityError
@@ -66,6 +66,21 @@ def _batch_view(conn, file_id: int):
 
 
 @contextmanager
+def _days_view(conn, day_min: dict[int, float], *, alone: bool = False):
+    """The view of the day counts GX reads for rpu_batch: a whole gate's (rpu_quality.runday_<backend pid>, each
+    file's days with its id and its own day_min) or, `alone`, one file's (rpu_quality.day_<file id>); committed
+    for GX's connections, dropped afterwards (a crashed gate's: by the next one)."""
+    _drop_leftover_views(conn)
+    view = None if alone else f"runday_{int(conn.info.backend_pid)}"
+    conn.execute(days_view_sql("quality_days_view", day_min, view))
+    name = view or f"day_{int(next(iter(day_min)))}"
+    try:
+        yield name
+    finally:
+        conn.execute(batch_view_sql("quality_batch_drop", [], name))
+
+
+@contextmanager
 def _run_view(conn, file_ids: list[int]):
     """The view of a whole gate's batches (rpu_quality.run_<backend pid>: the visits of every file judged, with
     the file's id), committed for GX's connections, dropped afterwards (a crashed gate's: by the next one)."""
@@ -92,17 +107,11 @@ class _Session:
         self.stack = ExitStack()
         self.ctx = None
         self.source = None
-        self.days = None
 
     def context(self):
         if self.ctx is None:
             self.ctx = gx.context()
         return self.ctx
-
-    def day_batches(self):
-        if self.days is None:
-            self.days = gx.frame_batches(self.context(), BATCH_SUITE)
-        return self.days
 
     def sql_source(self):
         if self.source is None:
@@ -191,8 +200,9 @@ def _judge(conn, region, db_url: str, files: list[dict], session: _Session) -> d
         problems = blocking_problems(sorted(set(region.quality.blocking)))
         if problems:
             raise QualityError("; ".join(problems))
-        days = {f["id"]: {r[0]: int(r[1]) for r in conn.execute(store.query("quality_days"), {"file_id": f["id"]})}
-                for f in files}
+        days: dict[int, dict] = {f["id"]: {} for f in files}
+        for file_id, day, n in conn.execute(store.query("quality_days"), {"file_ids": list(days)}):
+            days[file_id][day] = int(n)
         for f in files:
             if not days[f["id"]] or sum(days[f["id"]].values()) == 0:
                 runs[f["id"]] = [gx.suite_run(s, "sql", status="skipped", error="lot vide : aucun passage enregistré",
@@ -205,6 +215,21 @@ def _judge(conn, region, db_url: str, files: list[dict], session: _Session) -> d
     except Exception as exc:   # the configuration, or the gate's first queries: every file's error
         message = _failed(exc, db_url, "the run")
         return {f["id"]: _error_runs([], message, started) for f in files}
+    params: dict[int, dict] = {}
+    if todo:
+        weeks = timedelta(weeks=region.watch.history_weeks)
+        history: dict[int, list[int]] = {f["id"]: [] for f in todo}
+        try:
+            for file_id, _day, n in conn.execute(store.query("quality_history"), dict(
+                    file_ids=[f["id"] for f in todo], etabs=[f["etab"] for f in todo],
+                    ordres=[f["ordre"] for f in todo], sinces=[min(days[f["id"]]) - weeks for f in todo],
+                    untils=[min(days[f["id"]]) for f in todo])):
+                history[file_id].append(int(n))
+        except Exception as exc:   # the gate's history query: every file's error
+            message = _failed(exc, db_url, "the run")
+            return {f["id"]: runs[f["id"]] or _error_runs([], message, started) for f in files}
+        params = {f["id"]: count_parameters(history[f["id"]], len(days[f["id"]])) for f in todo}
+    day_counts: dict[int, list[dict]] = {}
     if todo:
         try:
             with _run_view(conn, [f["id"] for f in todo]) as view:
@@ -213,6 +238,13 @@ def _judge(conn, region, db_url: str, files: list[dict], session: _Session) -> d
             log.warning("quality gate: the %d batch(es) of the run not judged at once (%s): one at a time",
                         len(todo), _safe_message(exc, db_url))
             visits = {}
+        try:
+            with _days_view(conn, {fid: p["day_min"] for fid, p in params.items()}) as view:
+                day_counts = gx.batch_suite_per_file(session.sql_source(), view, params)
+        except Exception as exc:   # noqa: BLE001 - as above, for the day counts
+            log.warning("quality gate: the day counts of the %d batch(es) not judged at once (%s): one at a time",
+                        len(todo), _safe_message(exc, db_url))
+            day_counts = {}
     for f in todo:
         file_id, file_started = f["id"], time.perf_counter()
         try:
@@ -224,12 +256,16 @@ def _judge(conn, region, db_url: str, files: list[dict], session: _Session) -> d
                     else:
                         gx.add_details(gx.table_batch(session.sql_source(), view), VISIT_SUITE, None, outcomes)
             runs[file_id].append(gx.suite_run(VISIT_SUITE, "sql", outcomes, started=file_started))
-            d = days[file_id]
-            since = min(d) - timedelta(weeks=region.watch.history_weeks)
-            history = [int(r[1]) for r in conn.execute(store.query("quality_history"), dict(
-                etab=f["etab"], ordre=f["ordre"], since=since, until=min(d)))]
-            runs[file_id].append(gx.pandas_run(session.context(), BATCH_SUITE, days_frame(d),
-                                               count_parameters(history, len(d)), session.day_batches()))
+            file_params, outcomes = params[file_id], day_counts.get(file_id)
+            if outcomes is None or gx.needs_details(outcomes):   # GX on this file's day counts alone
+                with _days_view(conn, {file_id: file_params["day_min"]}, alone=True) as view:
+                    batch = gx.table_batch(session.sql_source(), view)
+                    if outcomes is None:
+                        outcomes = gx.validate(batch, BATCH_SUITE, file_params, two_pass=True)
+                    else:
+                        gx.add_details(batch, BATCH_SUITE, file_params, outcomes)
+            runs[file_id].append(gx.suite_run(BATCH_SUITE, "sql", outcomes, params=file_params,
+                                              started=file_started))
         except Exception as exc:   # the gate's own failure is a result, not a crash of the intake
             runs[file_id] = _error_runs(runs[file_id], _failed(exc, db_url, f"file #{file_id}"), file_started)
     return runs
@@ -246,7 +282,7 @@ def _failed(exc: BaseException, db_url: str, what: str) -> str:
 
 def _error_runs(runs: list[dict], message: str, started: float) -> list[dict]:
     done = {r["suite"] for r in runs}
-    return runs + [gx.suite_run(s, "sql" if s == VISIT_SUITE else "pandas", error=message, status="error",
+    return runs + [gx.suite_run(s, "sql", error=message, status="error",
                                 started=started) for s in SUITES if s not in done]
 
 

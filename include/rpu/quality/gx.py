@@ -292,18 +292,31 @@ def visit_suite_per_file(source, view: str, file_ids: list[int]) -> dict[int, li
         plan = []          # (expectation, config, {metric name: column index in the query or a constant})
         columns = []       # the aggregates of the one query
         names = []         # the metric each computes
+        expected = []      # (expectation, config, its metrics' configurations)
+        wanted = {}        # the SQL condition of every unexpected_count metric: resolved in one GX graph
         for cfg in configs:
             exp = cfg.to_domain_obj()
             deps = exp.get_validation_dependencies(execution_engine=engine, runtime_configuration=runtime)
+            mcs = {name: deps.get_metric_configuration(name) for name in deps.get_metric_names()}
+            expected.append((exp, cfg, mcs))
+            for name, mc in mcs.items():
+                if name.endswith(".unexpected_count"):
+                    cond = MetricConfiguration(name.removesuffix(".unexpected_count") + ".condition",
+                                               mc.metric_domain_kwargs, mc.metric_value_kwargs)
+                    wanted[cond.id] = cond
+        resolved, aborted = validator._metrics_calculator.compute_metrics(
+            list(wanted.values()), runtime_configuration=None, min_graph_edges_pbar_enable=0)
+        if aborted:
+            raise QualityError(f"{len(aborted)} metric(s) of {VISIT_SUITE} not resolved")
+        for exp, cfg, mcs in expected:
             metrics = {}
-            for name in deps.get_metric_names():
-                mc = deps.get_metric_configuration(name)
+            for name, mc in mcs.items():
                 if name == "table.row_count":
                     condition, domain = None, engine.get_domain_records(domain_kwargs=mc.metric_domain_kwargs)
                 elif name.endswith(".unexpected_count"):
-                    condition, domain_kwargs, _ = validator.get_metric(MetricConfiguration(
+                    condition, domain_kwargs, _ = resolved[MetricConfiguration(
                         name.removesuffix(".unexpected_count") + ".condition", mc.metric_domain_kwargs,
-                        mc.metric_value_kwargs))
+                        mc.metric_value_kwargs).id]
                     domain = engine.get_domain_records(domain_kwargs=domain_kwargs)
                 elif name.endswith(".unexpected_values"):   # BASIC asks for none of them
                     metrics[name] = []
@@ -333,6 +346,108 @@ def visit_suite_per_file(source, view: str, file_ids: list[int]) -> dict[int, li
                 r = exp._validate(metrics=m, runtime_configuration=runtime, execution_engine=engine)
                 results.append(_plain_outcome(cfg, r["success"], r.get("result"), None))
             out[int(fid)] = _in_suite_order(VISIT_SUITE, results)
+    return out
+
+
+# rpu_batch's parameters while its metrics are defined once for a whole gate: values no real parameter takes, each
+# found again in the SQL GX writes (and day_min's replaced there by the column holding each file's own value)
+_SENTINELS = {"day_min": -987654.125, "row_count_min": -987653.125, "row_count_max": 987652.125}
+
+
+def batch_suite_per_file(source, view: str, params: dict[int, dict]) -> dict[int, list[dict]]:
+    """rpu_batch over a whole gate's day counts at once (the view of a run, rpu.quality.batch.days_view_sql: every
+    file's days with FILE_ID_COLUMN and its own day_min in DAY_MIN_COLUMN), judged per file with its own
+    parameters ({file id: rpu.quality.batch.count_parameters}): {file id: its outcomes, as `validate` at BASIC
+    level would give them on that file's day counts alone}. As visit_suite_per_file does for rpu_visit: GX sets the
+    suite up once on the run's view, with stand-in parameters (_SENTINELS), and hands each expectation's metric
+    definitions; the stand-in of day_min in the SQL condition of "a day below the bound" is replaced by the
+    column holding each file's own bound; PostgreSQL computes every metric for every file in ONE grouped query;
+    then each expectation, set up with the file's own parameters, gives GX's verdict (`_validate`) on the file's
+    metrics. Raises QualityError when GX's definitions are not of a form this computes (the caller then judges
+    each file alone). Judged one file at a time, GX costs ≈ 13 ms of its own Python work per file."""
+    import sqlalchemy as sa
+    from great_expectations.validator.metric_configuration import MetricConfiguration
+    from sqlalchemy.sql import visitors
+    from sqlalchemy.sql.elements import BindParameter
+
+    from rpu.quality.batch import DAY_MIN_COLUMN, FILE_ID_COLUMN
+
+    runtime = {"result_format": dict(BASIC)}
+    day_min_column = sa.column(DAY_MIN_COLUMN)
+
+    def own_bound(condition):
+        found = []
+
+        def replace(element):
+            if isinstance(element, BindParameter) and element.value in _SENTINELS.values():
+                if element.value != _SENTINELS["day_min"]:
+                    raise QualityError(f"a parameter of {BATCH_SUITE} other than day_min in a row condition")
+                found.append(element)
+                return day_min_column
+            return None
+
+        out = visitors.replacement_traverse(condition, {}, replace)
+        if len(found) > 1:
+            raise QualityError(f"day_min found {len(found)} times in a condition of {BATCH_SUITE}")
+        return out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = table_batch(source, view)
+        validator = batch._create_validator(result_format=dict(BASIC))._wrapped_validator
+        engine = validator.execution_engine
+        whole = engine.get_domain_records(domain_kwargs={"batch_id": validator.active_batch_id})
+        configs = validator.process_expectations_for_validation(gx_suite(BATCH_SUITE).expectation_configurations,
+                                                                dict(_SENTINELS))
+        plan = []          # (expectation's name, {metric name: column index in the query or a constant})
+        columns = []
+        for cfg in configs:
+            exp = cfg.to_domain_obj()
+            deps = exp.get_validation_dependencies(execution_engine=engine, runtime_configuration=runtime)
+            metrics = {}
+            for name in deps.get_metric_names():
+                mc = deps.get_metric_configuration(name)
+                domain = engine.get_domain_records(domain_kwargs=mc.metric_domain_kwargs)
+                if name == "table.row_count":
+                    column = sa.func.count().filter(_domain_filter(domain, whole))
+                elif name == "column.sum":
+                    rows = _domain_filter(domain, whole)
+                    column = sa.cast(sa.func.sum(sa.column(mc.metric_domain_kwargs["column"])).filter(rows),
+                                     sa.BigInteger)
+                elif name.endswith(".unexpected_count"):
+                    condition, domain_kwargs, _ = validator.get_metric(MetricConfiguration(
+                        name.removesuffix(".unexpected_count") + ".condition", mc.metric_domain_kwargs,
+                        mc.metric_value_kwargs))
+                    rows = _domain_filter(engine.get_domain_records(domain_kwargs=domain_kwargs), whole)
+                    column = sa.case((sa.func.count().filter(rows) == 0, sa.null()),
+                                     else_=sa.func.count().filter(sa.and_(rows, own_bound(condition))))
+                elif name.endswith(".unexpected_values"):   # BASIC asks for none of them
+                    metrics[name] = []
+                    continue
+                else:
+                    raise QualityError(f"{cfg.meta.get('name')}: metric {name} not computed per file")
+                metrics[name] = len(columns)
+                columns.append(column)
+            plan.append((cfg.meta.get("name"), metrics))
+        file_id = sa.column(FILE_ID_COLUMN)
+        query = sa.select(file_id, *columns).select_from(whole).group_by(file_id)
+        counts = {int(row[0]): row[1:] for row in engine.execute_query(query).fetchall()}
+        out: dict[int, list[dict]] = {}
+        for fid, file_params in params.items():
+            values = counts.get(int(fid))
+            if values is None:
+                raise QualityError(f"file #{fid}: no day in the run's view")
+            own = {c.meta.get("name"): c for c in validator.process_expectations_for_validation(
+                gx_suite(BATCH_SUITE).expectation_configurations, dict(file_params))}
+            results = []
+            for name, metrics in plan:
+                cfg = own[name]
+                m = {n: (v if isinstance(v, list) else None if values[v] is None else int(values[v]))
+                     for n, v in metrics.items()}
+                r = _Kept(cfg.to_domain_obj())._validate(metrics=m, runtime_configuration=runtime,
+                                                         execution_engine=engine)
+                results.append(_plain_outcome(cfg, r["success"], r.get("result"), None))
+            out[int(fid)] = _in_suite_order(BATCH_SUITE, results)
     return out
 
 
