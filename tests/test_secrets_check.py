@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,21 @@ from rpu import secrets_check as sc
 
 PROJECT = Path(__file__).resolve().parents[1]
 FERNET = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="       # a well-formed key (32 bytes, URL-safe base64)
+# Chosen secrets, fixed: random ones (secrets.token_urlsafe) now and then contain a placeholder word ("todo",
+# "xxxx"…) and made these tests fail at random
+JWT_KEY = "u7Kq2VwX9pLm4Rz8NcB3tYh6Gd1Fs5Je0Qa"
+API_KEY = "Hn4Tz8Qw2Ek6Ry0Ui3Op7As5Df9Gh1Jk"
+FILE_KEY = "Rt5Yu8Io2Pa6Sd9Fg3Hj7Kl1Zx4Cv0Bn"
 
 
 def good_env(**over) -> dict[str, str]:
     env = {
         "AIRFLOW__CORE__FERNET_KEY": FERNET,
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow:{secrets.token_urlsafe(16)}@postgres/airflow",
-        "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-        "RPU_DB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        "AIRFLOW__API_AUTH__JWT_SECRET": JWT_KEY,
+        "AIRFLOW__API__SECRET_KEY": API_KEY,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow:Vb6Nm2Qx8Wc4Ze7R@postgres/airflow",
+        "AIRFLOW_ADMIN_PASSWORD": "Lp3Ks9Dj5Fh7Gt2M",
+        "RPU_DB_ADMIN_PASSWORD": "Yc8Tv1Bn6Mq4Wx0Z",
     }
     env.update(over)
     return {k: v for k, v in env.items() if v is not None}
@@ -76,7 +80,7 @@ def test_the_values_of_env_example_never_pass():
 
 
 def test_secrets_from_a_file_or_a_command(tmp_path):
-    key = secrets.token_urlsafe(32)
+    key = FILE_KEY
     f = tmp_path / "jwt"
     f.write_text(key + "\n")
     env = good_env(AIRFLOW__API_AUTH__JWT_SECRET=None, AIRFLOW__API_AUTH__JWT_SECRET_FILE=str(f),
@@ -109,7 +113,7 @@ def _entrypoint(tmp_path, env: dict[str, str], *args: str) -> subprocess.Complet
 
 
 def test_the_entrypoint_starts_airflow_with_chosen_secrets_read_from_files(tmp_path):
-    key = secrets.token_urlsafe(32)
+    key = FILE_KEY
     (tmp_path / "jwt").write_text(key)
     env = good_env(AIRFLOW__API_AUTH__JWT_SECRET=None, AIRFLOW__API_AUTH__JWT_SECRET_FILE=str(tmp_path / "jwt"))
     out = _entrypoint(tmp_path, env, "scheduler")
