@@ -188,10 +188,11 @@ def _establishment_locks(conn, etabs: list[str]):
 
 def _judge(conn, region, db_url: str, files: list[dict], session: _Session) -> dict[int, list[dict]]:
     """The suite runs of each file ({file id: runs}), the establishments' locks held by the caller: rpu_visit on
-    the view of all the files' batches at once, judged per file (gx.visit_suite_per_file), a second GX pass for
-    the unexpected values of a file's failed expectations only; rpu_batch (a few day counts, with the file's
-    own parameters from its establishment's history) on each file. A gate failure is each file's error; if the
-    run's view cannot be judged at once, each batch is judged alone (as GX would) and told in the log."""
+    the view of all the files' batches at once, judged per file (gx.visit_suite_per_file); rpu_batch on the view
+    of all their day counts at once, each file with its own parameters from its establishment's history
+    (gx.batch_suite_per_file); a second GX pass, on the file's own view, for the unexpected values of its failed
+    expectations only. A gate failure is each file's error; if a run's view cannot be judged at once, each file
+    is judged alone (as GX would) and the log says so."""
     started = time.perf_counter()
     runs: dict[int, list[dict]] = {f["id"]: [] for f in files}
     visits: dict[int, list[dict]] = {}
