@@ -99,16 +99,22 @@ class SqliteSink:
 FILE_ID_COLUMN = "rpu_file_id"  # the first column of a run's view (the file each visit came from)
 
 
+def view_name(view: str | None, prefix: str, ids: list[int]) -> str:
+    """`view`, or the one file's `<prefix>_<file id>`; a name written into SQL text: letters, digits, `_` only."""
+    if view is None:
+        (one,) = ids
+        view = f"{prefix}_{one}"
+    if not view.replace("_", "").isalnum():
+        raise ValueError(f"view name {view!r}")
+    return view
+
+
 def batch_view_sql(name: str, file_ids: list[int], view: str | None = None) -> str:
     """quality_batch_view.sql / quality_batch_drop.sql: the view `batch_<file id>` of one file's batch (the
     columns BATCH_COLUMNS), or with `view` (a run's, `run_<backend pid>`) the batches of several files with the
     file's id first (FILE_ID_COLUMN). A view has no parameters: the ids, integers, are written into the text."""
     ids = [int(i) for i in file_ids]
-    if view is None:
-        (one,) = ids
-        view = f"batch_{one}"
-    if not view.replace("_", "").isalnum():
-        raise ValueError(f"view name {view!r}")
+    view = view_name(view, "batch", ids)
     return (store.query(name).replace("{view}", view)
             .replace("{file_id_column}", "" if view.startswith("batch_") else f"v.file_id AS {FILE_ID_COLUMN}, ")
             .replace("{file_ids}", ", ".join(map(str, ids))))
@@ -127,11 +133,7 @@ def days_view_sql(name: str, day_min: dict[int, float], view: str | None = None)
     if not ids or not all(math.isfinite(m) for m in mins):
         raise ValueError(f"day_min of the files: {day_min!r}")
     whole = view is not None
-    if view is None:
-        (one,) = ids
-        view = f"day_{one}"
-    if not view.replace("_", "").isalnum():
-        raise ValueError(f"view name {view!r}")
+    view = view_name(view, "day", ids)
     return (store.query(name).replace("{view}", view)
             .replace("{file_id_column}", f"p.file_id AS {FILE_ID_COLUMN}, " if whole else "")
             .replace("{day_min_column}", f", p.day_min AS {DAY_MIN_COLUMN}" if whole else "")

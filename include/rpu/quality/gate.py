@@ -20,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
 from rpu import faults, store
-from rpu.quality.batch import batch_view_sql, count_parameters, days_view_sql
+from rpu.quality.batch import batch_view_sql, count_parameters, days_view_sql, view_name
 from rpu.expectations import BATCH_SUITE, SUITES, VISIT_SUITE, blocking_problems
 from rpu.quality import gx
 from rpu.quality.gx import QualityError
@@ -71,9 +71,9 @@ def _days_view(conn, day_min: dict[int, float], *, alone: bool = False):
     file's days with its id and its own day_min) or, `alone`, one file's (rpu_quality.day_<file id>); committed
     for GX's connections, dropped afterwards (a crashed gate's: by the next one)."""
     _drop_leftover_views(conn)
-    view = None if alone else f"runday_{int(conn.info.backend_pid)}"
-    conn.execute(days_view_sql("quality_days_view", day_min, view))
-    name = view or f"day_{int(next(iter(day_min)))}"
+    run = None if alone else f"runday_{int(conn.info.backend_pid)}"
+    conn.execute(days_view_sql("quality_days_view", day_min, run))
+    name = view_name(run, "day", list(day_min))
     try:
         yield name
     finally:
@@ -123,9 +123,8 @@ class _Session:
 
 
 def preload() -> None:
-    """Import what a gate runs on (Great Expectations, pandas, SQLAlchemy) ahead of it (rpu.intake.GateAhead)."""
+    """Import what a gate runs on (Great Expectations, SQLAlchemy) ahead of it (rpu.gate_ahead.GateAhead)."""
     gx.gx_module()
-    import pandas  # noqa: F401
     import sqlalchemy  # noqa: F401
     from great_expectations.data_context.types.base import DataContextConfig  # noqa: F401
 

@@ -275,78 +275,12 @@ def visit_suite_per_file(source, view: str, file_ids: list[int]) -> dict[int, li
 
     Raises QualityError when the suite asks for a metric this does not compute (the caller then judges the
     batches one at a time, as GX would). Uses GX's validator internals (pinned version, see constraints)."""
-    import sqlalchemy as sa
-    from great_expectations.validator.metric_configuration import MetricConfiguration
-
-    from rpu.quality.batch import FILE_ID_COLUMN
-
-    runtime = {"result_format": dict(BASIC)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        batch = table_batch(source, view)
-        validator = batch._create_validator(result_format=dict(BASIC))._wrapped_validator
-        engine = validator.execution_engine
-        whole = engine.get_domain_records(domain_kwargs={"batch_id": validator.active_batch_id})
-        configs = validator.process_expectations_for_validation(gx_suite(VISIT_SUITE).expectation_configurations,
-                                                                None)
-        plan = []          # (expectation, config, {metric name: column index in the query or a constant})
-        columns = []       # the aggregates of the one query
-        names = []         # the metric each computes
-        expected = []      # (expectation, config, its metrics' configurations)
-        wanted = {}        # the SQL condition of every unexpected_count metric: resolved in one GX graph
-        for cfg in configs:
-            exp = cfg.to_domain_obj()
-            deps = exp.get_validation_dependencies(execution_engine=engine, runtime_configuration=runtime)
-            mcs = {name: deps.get_metric_configuration(name) for name in deps.get_metric_names()}
-            expected.append((exp, cfg, mcs))
-            for name, mc in mcs.items():
-                if name.endswith(".unexpected_count"):
-                    cond = MetricConfiguration(name.removesuffix(".unexpected_count") + ".condition",
-                                               mc.metric_domain_kwargs, mc.metric_value_kwargs)
-                    wanted[cond.id] = cond
-        resolved, aborted = validator._metrics_calculator.compute_metrics(
-            list(wanted.values()), runtime_configuration=None, min_graph_edges_pbar_enable=0)
-        if aborted:
-            raise QualityError(f"{len(aborted)} metric(s) of {VISIT_SUITE} not resolved")
-        for exp, cfg, mcs in expected:
-            metrics = {}
-            for name, mc in mcs.items():
-                if name == "table.row_count":
-                    condition, domain = None, engine.get_domain_records(domain_kwargs=mc.metric_domain_kwargs)
-                elif name.endswith(".unexpected_count"):
-                    condition, domain_kwargs, _ = resolved[MetricConfiguration(
-                        name.removesuffix(".unexpected_count") + ".condition", mc.metric_domain_kwargs,
-                        mc.metric_value_kwargs).id]
-                    domain = engine.get_domain_records(domain_kwargs=domain_kwargs)
-                elif name.endswith(".unexpected_values"):   # BASIC asks for none of them
-                    metrics[name] = []
-                    continue
-                else:
-                    raise QualityError(f"{cfg.meta.get('name')}: metric {name} not computed per file")
-                rows = _domain_filter(domain, whole)
-                metrics[name] = len(columns)
-                names.append(mc)
-                if name == "table.row_count":
-                    columns.append(sa.func.count().filter(rows))
-                else:   # GX's SUM(CASE …) over the domain: NULL when the domain has no row
-                    columns.append(sa.case((sa.func.count().filter(rows) == 0, sa.null()),
-                                           else_=sa.func.count().filter(sa.and_(rows, condition))))
-            plan.append((_Kept(exp), cfg, metrics))
-        file_id = sa.column(FILE_ID_COLUMN)
-        query = sa.select(file_id, *columns).select_from(whole).group_by(file_id)
-        counts = {int(row[0]): row[1:] for row in engine.execute_query(query).fetchall()}
-        nothing = tuple(0 if c.metric_name == "table.row_count" else None for c in names)   # a file without rows
-        out: dict[int, list[dict]] = {}
-        for fid in file_ids:
-            values = counts.get(int(fid), nothing)
-            results = []
-            for exp, cfg, metrics in plan:
-                m = {name: (v if isinstance(v, list) else None if values[v] is None else int(values[v]))
-                     for name, v in metrics.items()}
-                r = exp._validate(metrics=m, runtime_configuration=runtime, execution_engine=engine)
-                results.append(_plain_outcome(cfg, r["success"], r.get("result"), None))
-            out[int(fid)] = _in_suite_order(VISIT_SUITE, results)
-    return out
+        run = _RunMetrics(source, view, VISIT_SUITE, None)
+        counts = run.counts()
+        nothing = run.without_rows()      # a file without rows
+        return {int(fid): run.outcomes(counts.get(int(fid), nothing)) for fid in file_ids}
 
 
 # rpu_batch's parameters while its metrics are defined once for a whole gate: values no real parameter takes, each
@@ -366,13 +300,11 @@ def batch_suite_per_file(source, view: str, params: dict[int, dict]) -> dict[int
     metrics. Raises QualityError when GX's definitions are not of a form this computes (the caller then judges
     each file alone). Judged one file at a time, GX costs ≈ 13 ms of its own Python work per file."""
     import sqlalchemy as sa
-    from great_expectations.validator.metric_configuration import MetricConfiguration
     from sqlalchemy.sql import visitors
     from sqlalchemy.sql.elements import BindParameter
 
-    from rpu.quality.batch import DAY_MIN_COLUMN, FILE_ID_COLUMN
+    from rpu.quality.batch import DAY_MIN_COLUMN
 
-    runtime = {"result_format": dict(BASIC)}
     day_min_column = sa.column(DAY_MIN_COLUMN)
 
     def own_bound(condition):
@@ -393,62 +325,116 @@ def batch_suite_per_file(source, view: str, params: dict[int, dict]) -> dict[int
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        batch = table_batch(source, view)
-        validator = batch._create_validator(result_format=dict(BASIC))._wrapped_validator
-        engine = validator.execution_engine
-        whole = engine.get_domain_records(domain_kwargs={"batch_id": validator.active_batch_id})
-        configs = validator.process_expectations_for_validation(gx_suite(BATCH_SUITE).expectation_configurations,
-                                                                dict(_SENTINELS))
-        plan = []          # (expectation's name, {metric name: column index in the query or a constant})
-        columns = []
-        for cfg in configs:
-            exp = cfg.to_domain_obj()
-            deps = exp.get_validation_dependencies(execution_engine=engine, runtime_configuration=runtime)
-            metrics = {}
-            for name in deps.get_metric_names():
-                mc = deps.get_metric_configuration(name)
-                domain = engine.get_domain_records(domain_kwargs=mc.metric_domain_kwargs)
-                if name == "table.row_count":
-                    column = sa.func.count().filter(_domain_filter(domain, whole))
-                elif name == "column.sum":
-                    rows = _domain_filter(domain, whole)
-                    column = sa.cast(sa.func.sum(sa.column(mc.metric_domain_kwargs["column"])).filter(rows),
-                                     sa.BigInteger)
-                elif name.endswith(".unexpected_count"):
-                    condition, domain_kwargs, _ = validator.get_metric(MetricConfiguration(
-                        name.removesuffix(".unexpected_count") + ".condition", mc.metric_domain_kwargs,
-                        mc.metric_value_kwargs))
-                    rows = _domain_filter(engine.get_domain_records(domain_kwargs=domain_kwargs), whole)
-                    column = sa.case((sa.func.count().filter(rows) == 0, sa.null()),
-                                     else_=sa.func.count().filter(sa.and_(rows, own_bound(condition))))
-                elif name.endswith(".unexpected_values"):   # BASIC asks for none of them
-                    metrics[name] = []
-                    continue
-                else:
-                    raise QualityError(f"{cfg.meta.get('name')}: metric {name} not computed per file")
-                metrics[name] = len(columns)
-                columns.append(column)
-            plan.append((cfg.meta.get("name"), metrics))
-        file_id = sa.column(FILE_ID_COLUMN)
-        query = sa.select(file_id, *columns).select_from(whole).group_by(file_id)
-        counts = {int(row[0]): row[1:] for row in engine.execute_query(query).fetchall()}
+        run = _RunMetrics(source, view, BATCH_SUITE, dict(_SENTINELS), own_bound)
+        counts = run.counts()
         out: dict[int, list[dict]] = {}
         for fid, file_params in params.items():
             values = counts.get(int(fid))
             if values is None:
                 raise QualityError(f"file #{fid}: no day in the run's view")
-            own = {c.meta.get("name"): c for c in validator.process_expectations_for_validation(
+            own = {c.meta.get("name"): c for c in run.validator.process_expectations_for_validation(
                 gx_suite(BATCH_SUITE).expectation_configurations, dict(file_params))}
-            results = []
-            for name, metrics in plan:
-                cfg = own[name]
-                m = {n: (v if isinstance(v, list) else None if values[v] is None else int(values[v]))
-                     for n, v in metrics.items()}
-                r = _Kept(cfg.to_domain_obj())._validate(metrics=m, runtime_configuration=runtime,
-                                                         execution_engine=engine)
-                results.append(_plain_outcome(cfg, r["success"], r.get("result"), None))
-            out[int(fid)] = _in_suite_order(BATCH_SUITE, results)
-    return out
+            mine = [own[cfg.meta.get("name")] for _, cfg, _ in run.plan]
+            out[int(fid)] = run.outcomes(values, [(_Kept(c.to_domain_obj()), c) for c in mine])
+        return out
+
+
+class _RunMetrics:
+    """A suite set up once on the view of a whole run (every file's rows, with FILE_ID_COLUMN), for
+    visit_suite_per_file and batch_suite_per_file: GX's validator on that view, the definitions of every metric
+    of every expectation (the SQL conditions of unexpected rows resolved in one GX graph, `condition_of` applied
+    to each), turned into the aggregates of ONE query grouped by file; then GX's verdict per file. Raises
+    QualityError for a metric or a domain it does not compute. Uses GX's validator internals (pinned version)."""
+
+    def __init__(self, source, view: str, suite: str, params: dict | None, condition_of=lambda c: c):
+        import sqlalchemy as sa
+        from great_expectations.validator.metric_configuration import MetricConfiguration
+
+        self.suite = suite
+        self.validator = table_batch(source, view)._create_validator(result_format=dict(BASIC))._wrapped_validator
+        self.engine = engine = self.validator.execution_engine
+        self.whole = whole = engine.get_domain_records(domain_kwargs={"batch_id": self.validator.active_batch_id})
+        runtime = self.runtime()
+        configs = self.validator.process_expectations_for_validation(gx_suite(suite).expectation_configurations,
+                                                                     params)
+
+        def condition_metric(name, mc):
+            return MetricConfiguration(name.removesuffix(".unexpected_count") + ".condition",
+                                       mc.metric_domain_kwargs, mc.metric_value_kwargs)
+
+        expected = []      # (expectation, config, its metrics' configurations)
+        wanted = {}        # the SQL condition of every unexpected_count metric
+        for cfg in configs:
+            exp = cfg.to_domain_obj()
+            deps = exp.get_validation_dependencies(execution_engine=engine, runtime_configuration=runtime)
+            mcs = {name: deps.get_metric_configuration(name) for name in deps.get_metric_names()}
+            expected.append((exp, cfg, mcs))
+            wanted.update({c.id: c for c in (condition_metric(n, mc) for n, mc in mcs.items()
+                                              if n.endswith(".unexpected_count"))})
+        resolved, aborted = self.validator._metrics_calculator.compute_metrics(
+            list(wanted.values()), runtime_configuration=None, min_graph_edges_pbar_enable=0)
+        if aborted:
+            raise QualityError(f"{len(aborted)} metric(s) of {suite} not resolved")
+        self.plan = []     # (kept expectation, config, {metric name: column index in the query or a constant})
+        self.columns = []  # the aggregates of the one query
+        for exp, cfg, mcs in expected:
+            metrics = {}
+            for name, mc in mcs.items():
+                if name.endswith(".unexpected_values"):   # BASIC asks for none of them
+                    metrics[name] = []
+                    continue
+                if name.endswith(".unexpected_count"):
+                    condition, domain_kwargs, _ = resolved[condition_metric(name, mc).id]
+                else:
+                    condition, domain_kwargs = None, mc.metric_domain_kwargs
+                rows = _domain_filter(engine.get_domain_records(domain_kwargs=domain_kwargs), whole)
+                if name == "table.row_count":
+                    column = sa.func.count().filter(rows)
+                elif name == "column.sum":
+                    column = sa.cast(sa.func.sum(sa.column(mc.metric_domain_kwargs["column"])).filter(rows),
+                                     sa.BigInteger)
+                elif condition is not None:
+                    # GX's SUM(CASE …) over the domain: NULL when the domain has no row
+                    column = sa.case((sa.func.count().filter(rows) == 0, sa.null()),
+                                     else_=sa.func.count().filter(sa.and_(rows, condition_of(condition))))
+                else:
+                    raise QualityError(f"{cfg.meta.get('name')}: metric {name} not computed per file")
+                metrics[name] = len(self.columns)
+                self.columns.append(column)
+            self.plan.append((_Kept(exp), cfg, metrics))
+
+    @classmethod
+    def runtime(cls) -> dict:
+        return {"result_format": dict(BASIC)}
+
+    def counts(self) -> dict[int, tuple]:
+        """{file id: the values of the query's aggregates} — the one grouped query."""
+        import sqlalchemy as sa
+
+        from rpu.quality.batch import FILE_ID_COLUMN
+
+        file_id = sa.column(FILE_ID_COLUMN)
+        query = sa.select(file_id, *self.columns).select_from(self.whole).group_by(file_id)
+        return {int(row[0]): row[1:] for row in self.engine.execute_query(query).fetchall()}
+
+    def without_rows(self) -> tuple:
+        """The aggregates of a file the view has no row of (row counts 0, the rest NULL)."""
+        out = [None] * len(self.columns)
+        for _, _, metrics in self.plan:
+            if "table.row_count" in metrics:
+                out[metrics["table.row_count"]] = 0
+        return tuple(out)
+
+    def outcomes(self, values: tuple, expectations=None) -> list[dict]:
+        """GX's verdict (`_validate`) on one file's values of each expectation of the plan, or of `expectations`
+        ((expectation, config) in the plan's order: the same ones with the file's own parameters)."""
+        results = []
+        for (exp, cfg), (_, _, metrics) in zip(expectations or [(e, c) for e, c, _ in self.plan], self.plan):
+            m = {name: (v if isinstance(v, list) else None if values[v] is None else int(values[v]))
+                 for name, v in metrics.items()}
+            r = exp._validate(metrics=m, runtime_configuration=self.runtime(), execution_engine=self.engine)
+            results.append(_plain_outcome(cfg, r["success"], r.get("result"), None))
+        return _in_suite_order(self.suite, results)
 
 
 class _Kept:
